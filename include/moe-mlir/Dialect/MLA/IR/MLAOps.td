@@ -1,0 +1,124 @@
+//===- MLAOps.td - mla dialect operations ------------------*- tablegen -*-===//
+//
+// Part of moe-mlir.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_DIALECT_MLA_IR_MLAOPS_TD
+#define MOE_MLIR_DIALECT_MLA_IR_MLAOPS_TD
+
+include "moe-mlir/Dialect/MLA/IR/MLAAttrs.td"
+include "mlir/IR/CommonAttrConstraints.td"
+include "mlir/IR/CommonTypeConstraints.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+def MLA_FloatTensor : RankedTensorOf<[F32, F16, BF16]>;
+def MLA_PositiveI64 : ConfinedAttr<I64Attr, [IntPositive]>;
+
+def MLA_AttentionOp : Op<MLA_Dialect, "attention", [
+    Pure, AttrSizedOperandSegments, InferTypeOpAdaptorWithIsCompatible]> {
+  let summary = "multi-head latent attention over a latent KV cache";
+  let description = [{
+    One attention step of a DeepSeek-V2/V3 decoder layer for one sequence:
+    S new tokens at positions P .. P+S-1 attend, causally, to the P cached
+    tokens and to each other. The op includes the output projection.
+
+    Sizes: H hidden, N heads (`num_heads`), D_n = `qk_nope_head_dim`,
+    D_r = `qk_rope_head_dim`, D_v = `v_head_dim`, R_q = q LoRA rank,
+    R_kv = KV LoRA rank, P cached tokens, S new tokens (P and S may be
+    dynamic).
+
+    **Query.** With `q_proj` [N·(D_n+D_r), H]: `q = x · q_projᵀ`. With q LoRA
+    (`q_a_proj` [R_q, H], `q_a_norm` [R_q], `q_b_proj` [N·(D_n+D_r), R_q]):
+    `q = RMSNorm(x · q_a_projᵀ) · q_b_projᵀ`. Per head, q splits into
+    `q_nope` [D_n] and `q_rope` [D_r].
+
+    **Latent KV.** `kv_a_proj` [R_kv + D_r, H] maps x to `[c, k_r]`;
+    `c_kv = RMSNorm(c)` with weight `kv_a_norm` [R_kv]; `k_rope` = k_r with
+    RoPE applied, one rope key shared by all heads. `kv_b_proj`
+    [N·(D_n+D_v), R_kv] expands every cached and new `c_kv` into per-head
+    `k_nope` [D_n] and `v` [D_v]. RMSNorm is `w · x / sqrt(mean(x²) + eps)`
+    in f32, `eps = rms_norm_eps`.
+
+    **RoPE** (on q_rope and k_rope only) at position p, base `rope_theta`,
+    frequencies `f_i = θ^(-2i/D_r)` (or YaRN's, see `#mla.yarn`). With
+    `rope_interleave` (DeepSeek's checkpoints) the rotated pairs are
+    (x[2i], x[2i+1]); without it they are (x[i], x[i + D_r/2]). A pair (a, b)
+    becomes (a cos pf_i - b sin pf_i, b cos pf_i + a sin pf_i); the result
+    is laid out as halves: all first components, then all second components
+    (HF's layout after de-interleaving).
+
+    **Scores.** Per head, `score(i, j) = scale · (q_nope·k_nope_j +
+    q_rope·k_rope_j)` for key j ≤ P + i (causal), softmax over j in f32,
+    output `o = Σ_j p_j v_j`; the heads are concatenated [N·D_v] and
+    projected: `out = o · o_projᵀ` [S, H]. `scale = softmax_scale` if given,
+    else `(D_n + D_r)^-0.5`, times YaRN's `m(factor, mscale_all_dim)²`.
+
+    **Cache.** `c_kv_cache` [P, R_kv] and `k_rope_cache` [P, D_r] hold the
+    normalized latent and the rotated rope key of the P earlier tokens;
+    the results `c_kv_out` [P+S, R_kv] and `k_rope_out` [P+S, D_r] append
+    the S new tokens. The caches may have their own element type (e.g. bf16
+    cache with f32 activations); new entries are rounded to it, and the
+    attention uses the rounded values.
+
+    Matrix products accumulate in f32; the output has the element type of
+    `hidden`. The op is numerically the same whichever way a lowering
+    evaluates it (naive: expand k_nope and v for every cached token;
+    absorbed: fold `kv_b_proj` into the query and the output).
+
+    Example (decode, one token, q LoRA):
+    ```mlir
+    %out, %ckv, %kr = mla.attention %x cache(%ckv0, %kr0)
+        q_lora(%wqa, %qnorm, %wqb) kv(%wkva, %kvnorm, %wkvb) o(%wo)
+        {num_heads = 16 : i64, qk_nope_head_dim = 128 : i64,
+         qk_rope_head_dim = 64 : i64, v_head_dim = 128 : i64,
+         rope_theta = 10000.0 : f64, rope_interleave}
+        : (...) -> (tensor<1x2048xbf16>, tensor<?x512xbf16>, tensor<?x64xbf16>)
+    ```
+  }];
+
+  let arguments = (ins
+    MLA_FloatTensor:$hidden,
+    MLA_FloatTensor:$c_kv_cache,
+    MLA_FloatTensor:$k_rope_cache,
+    Optional<MLA_FloatTensor>:$q_proj,
+    Optional<MLA_FloatTensor>:$q_a_proj,
+    Optional<MLA_FloatTensor>:$q_a_norm,
+    Optional<MLA_FloatTensor>:$q_b_proj,
+    MLA_FloatTensor:$kv_a_proj,
+    MLA_FloatTensor:$kv_a_norm,
+    MLA_FloatTensor:$kv_b_proj,
+    MLA_FloatTensor:$o_proj,
+    MLA_PositiveI64:$num_heads,
+    MLA_PositiveI64:$qk_nope_head_dim,
+    MLA_PositiveI64:$qk_rope_head_dim,
+    MLA_PositiveI64:$v_head_dim,
+    DefaultValuedAttr<F32Attr, "1.0e-6f">:$rms_norm_eps,
+    DefaultValuedAttr<F64Attr, "10000.0">:$rope_theta,
+    UnitAttr:$rope_interleave,
+    OptionalAttr<MLA_YarnAttr>:$yarn,
+    OptionalAttr<F32Attr>:$softmax_scale
+  );
+  let results = (outs MLA_FloatTensor:$output, MLA_FloatTensor:$c_kv_out,
+                      MLA_FloatTensor:$k_rope_out);
+
+  let assemblyFormat = [{
+    $hidden `cache` `(` $c_kv_cache `,` $k_rope_cache `)`
+    (`q` `(` $q_proj^ `)`)?
+    (`q_lora` `(` $q_a_proj^ `,` $q_a_norm `,` $q_b_proj `)`)?
+    `kv` `(` $kv_a_proj `,` $kv_a_norm `,` $kv_b_proj `)`
+    `o` `(` $o_proj `)`
+    attr-dict `:` functional-type(operands, results)
+  }];
+
+  let extraClassDeclaration = [{
+    /// True when the query goes through the low-rank q_a/q_b projections.
+    bool hasQueryLora() { return static_cast<bool>(getQAProj()); }
+    /// The softmax scale the op uses (explicit, or derived with YaRN).
+    double getEffectiveSoftmaxScale();
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // MOE_MLIR_DIALECT_MLA_IR_MLAOPS_TD

@@ -1,0 +1,41 @@
+# -*- Python -*-
+# lit configuration of moe-mlir's regression tests.
+
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+from lit.llvm.subst import ToolSubst
+
+config.name = "MOE_MLIR"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["CMakeLists.txt", "README.md", "lit.cfg.py", "lit.site.cfg.py", "Inputs"]
+
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.moe_mlir_obj_root, "test")
+
+config.substitutions.append(("%PATH%", config.environment["PATH"]))
+config.substitutions.append(("%moe_src", config.moe_mlir_src_root))
+config.substitutions.append(("%moe_obj", config.moe_mlir_obj_root))
+config.substitutions.append(("%python", config.python_executable))
+
+llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
+llvm_config.use_default_substitutions()
+
+tool_dirs = [config.moe_mlir_tools_dir, config.llvm_tools_dir]
+tools = [ToolSubst("moe-opt", unresolved="fatal")]
+llvm_config.add_tool_substitutions(tools, tool_dirs)
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+
+# Features that optional dependencies provide; tests that need one say
+# `REQUIRES: <feature>` and are reported as unsupported (skipped) without it.
+for feature, present in [
+    ("cuda", config.moe_mlir_have_cuda),
+    ("mpi", config.moe_mlir_have_mpi),
+    ("onnx", config.moe_mlir_have_onnx),
+    ("torch", config.moe_mlir_have_torch),
+    ("onnxruntime", config.moe_mlir_have_ort),
+]:
+    if present:
+        config.available_features.add(feature)
