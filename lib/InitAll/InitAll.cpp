@@ -8,6 +8,7 @@
 
 #include "moe-mlir/Dialect/MLA/IR/MLA.h"
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
+#include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
 
@@ -15,4 +16,4 @@ void moe_mlir::registerAllDialects(mlir::DialectRegistry &registry) {
   registry.insert<moe::MoEDialect, mla::MLADialect>();
 }
 
-void moe_mlir::registerAllPasses() {}
+void moe_mlir::registerAllPasses() { moe::registerMoEPasses(); }

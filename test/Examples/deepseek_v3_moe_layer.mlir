@@ -1,8 +1,15 @@
 // The hand-written DeepSeek-V3 layer in examples/ (sigmoid + selection bias +
-// groups + shared expert) parses, verifies and prints back, and survives the
-// quick start's canonicalize/CSE pipeline unchanged.
+// groups + shared expert) parses, verifies and prints back; and the quick
+// start's pipeline materializes its router logits and keeps the rest.
 // RUN: moe-opt %moe_src/examples/deepseek_v3_moe_layer.mlir | moe-opt | FileCheck %s
-// RUN: moe-opt %moe_src/examples/deepseek_v3_moe_layer.mlir --pass-pipeline='builtin.module(func.func(canonicalize,cse))' | FileCheck %s
+// RUN: moe-opt %moe_src/examples/deepseek_v3_moe_layer.mlir --pass-pipeline='builtin.module(func.func(moe-materialize-router-logits,canonicalize,cse))' | FileCheck %s --check-prefix=PIPE
+
+// PIPE-LABEL: func.func @deepseek_v3_moe
+// PIPE-SAME:   (%[[X:.+]]: tensor<?x7168xbf16>, %[[G:.+]]: tensor<256x7168xf32>, %[[BIAS:.+]]: tensor<256xf32>
+// PIPE:        %[[LOGITS:.+]] = linalg.generic {{.*}} ins(%[[X]], %[[G]] : tensor<?x7168xbf16>, tensor<256x7168xf32>) outs(%{{.+}} : tensor<?x256xf32>)
+// PIPE:        %[[IDS:.+]], %[[W:.+]] = moe.route %[[LOGITS]] selection_bias(%[[BIAS]]) k = 8 scoring = sigmoid
+// PIPE-NEXT:   moe.dispatch dropless %[[X]], %[[IDS]] experts = 256
+// PIPE:        moe.shared_expert %[[X]]
 
 // CHECK-LABEL: func.func @deepseek_v3_moe
 // CHECK:       %[[IDS:.+]], %[[W:.+]] = moe.route %[[X:.+]] weight(%{{.+}}) selection_bias(%{{.+}}) k = 8 scoring = sigmoid

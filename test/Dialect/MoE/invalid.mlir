@@ -647,3 +647,12 @@ func.func @unknown_activation(%x: tensor<?x16xf32>, %w1: tensor<32x16xf32>, %w2:
   %y = moe.shared_expert %x fc1(%w1) fc2(%w2) act = swish : (tensor<?x16xf32>, tensor<32x16xf32>, tensor<16x32xf32>) -> tensor<?x16xf32>
   return
 }
+
+// -----
+
+// Renormalizing after drops needs a capacity that drops.
+func.func @route_renormalize_after_drop_without_capacity(%l: tensor<4x8xf32>) {
+  // expected-error @+1 {{renormalize_after_drop requires a capacity (expert_capacity or capacity_factor)}}
+  %i, %w = moe.route %l k = 2 scoring = softmax {renormalize_after_drop} : (tensor<4x8xf32>) -> (tensor<4x2xi32>, tensor<4x2xf32>)
+  return
+}

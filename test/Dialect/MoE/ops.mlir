@@ -77,6 +77,15 @@ func.func @route_capacity_factor(%logits: tensor<?x8xf32>) -> (tensor<?x2xi32>, 
   return %i, %p : tensor<?x2xi32>, tensor<?x2xf32>
 }
 
+// NLLB-MoE / GShard top-2: capacity, weights renormalized after dropping.
+// CHECK-LABEL: func.func @route_nllb_top2
+// CHECK: moe.route %{{.*}} k = 2 scoring = softmax {expert_capacity = 4 : i64, renormalize_after_drop}
+func.func @route_nllb_top2(%logits: tensor<12x8xf32>) -> (tensor<12x2xi32>, tensor<12x2xf32>) {
+  %i, %p = moe.route %logits k = 2 scoring = softmax {expert_capacity = 4, renormalize_after_drop}
+      : (tensor<12x8xf32>) -> (tensor<12x2xi32>, tensor<12x2xf32>)
+  return %i, %p : tensor<12x2xi32>, tensor<12x2xf32>
+}
+
 // Expert choice: C = ceil(2.0 * 16 * 1 / 4) = 8 tokens per expert.
 // CHECK-LABEL: func.func @route_expert_choice
 // CHECK: moe.route %{{.*}} k = 1 scoring = softmax {capacity_factor = 2.000000e+00 : f32, mode = #moe.routing_mode<expert_choice>} : (tensor<16x4xf32>) -> (tensor<4x8xi32>, tensor<4x8xf32>)

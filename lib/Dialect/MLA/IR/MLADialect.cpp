@@ -53,5 +53,13 @@ LogicalResult YarnAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (!(betaFast > 0.0) || !(betaSlow > 0.0))
     return emitError() << "yarn beta_fast and beta_slow must be positive, got "
                        << betaFast << " and " << betaSlow;
+  double factorForScale = factor;
+  for (auto [name, value] : {std::pair{"mscale", mscale.convertToDouble()},
+                             std::pair{"mscale_all_dim",
+                                       mscaleAllDim.convertToDouble()}})
+    if (!(yarnMscale(factorForScale, value) > 0.0))
+      return emitError() << "yarn " << name << " = " << value
+                         << " makes the magnitude correction 0.1 * " << name
+                         << " * ln(factor) + 1 non-positive";
   return success();
 }

@@ -79,6 +79,14 @@ LogicalResult AttentionOp::verify() {
   auto nope = static_cast<int64_t>(getQkNopeHeadDim());
   auto rope = static_cast<int64_t>(getQkRopeHeadDim());
   auto vdim = static_cast<int64_t>(getVHeadDim());
+  // Bound the sizes so that the products below cannot overflow.
+  constexpr int64_t kMaxSize = int64_t{1} << 24;
+  for (auto [name, value] : {std::pair{"num_heads", heads},
+                             std::pair{"qk_nope_head_dim", nope},
+                             std::pair{"qk_rope_head_dim", rope},
+                             std::pair{"v_head_dim", vdim}})
+    if (value > kMaxSize)
+      return emitOpError() << name << " = " << value << " exceeds " << kMaxSize;
   int64_t qkWidth = heads * (nope + rope);
   int64_t kvWidth = heads * (nope + vdim);
   int64_t oWidth = heads * vdim;

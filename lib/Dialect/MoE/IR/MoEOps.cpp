@@ -267,6 +267,9 @@ LogicalResult RouteOp::verify() {
         "expert_capacity and capacity_factor are mutually exclusive");
   if (auto factor = toFloat(getCapacityFactor()); factor && !(*factor > 0.0f))
     return emitOpError() << "capacity_factor must be positive, got " << *factor;
+  if (getRenormalizeAfterDrop() && !hasCapacity())
+    return emitOpError("renormalize_after_drop requires a capacity "
+                       "(expert_capacity or capacity_factor)");
   if (getScoring() == Scoring::TopkSoftmax && getRenormalize())
     return emitOpError("renormalize has no effect with topk_softmax scoring "
                        "(the k weights already sum to 1)");
@@ -281,7 +284,7 @@ LogicalResult RouteOp::verify() {
     if (getSelectionBias())
       return emitOpError(
           "expert_choice routing does not take a 'selection_bias'");
-    if (getRenormalize())
+    if (getRenormalize() || getRenormalizeAfterDrop())
       return emitOpError("expert_choice routing does not renormalize");
     (void)tokens;
     return success();

@@ -36,14 +36,18 @@ def MLA_YarnAttr : AttrDef<MLA_Dialect, "Yarn"> {
     f_extra = θ^(-2i/d),  f_inter = f_extra / factor
     corr(b) = d · ln(original_max_position_embeddings / (2π b)) / (2 ln θ)
     low = max(floor(corr(beta_fast)), 0), high = min(ceil(corr(beta_slow)), d-1)
-    ramp_i = clamp((i - low) / max(high - low, 0.001), 0, 1)
+    if high == low: high += 0.001
+    ramp_i = clamp((i - low) / (high - low), 0, 1)
     f_i = f_inter · ramp_i + f_extra · (1 - ramp_i)
     ```
 
     cos and sin are multiplied by `m(factor, mscale) / m(factor, mscale_all_dim)`
-    and, when `mscale_all_dim` is non-zero, the softmax scale by
+    when both `mscale` and `mscale_all_dim` are non-zero, else by
+    `m(factor, 1)` (HF's `_compute_yarn_parameters`), and, when
+    `mscale_all_dim` is non-zero, the softmax scale by
     `m(factor, mscale_all_dim)²`, with `m(s, a) = 0.1 · a · ln(s) + 1` for
-    s > 1 and 1 otherwise.
+    s > 1 and 1 otherwise. (HF's `attention_factor` override and
+    `truncate = false` are not expressible yet.)
   }];
   let parameters = (ins
     MLA_RealParameter<>:$factor,

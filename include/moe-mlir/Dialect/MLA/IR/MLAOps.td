@@ -31,15 +31,18 @@ def MLA_AttentionOp : Op<MLA_Dialect, "attention", [
 
     **Query.** With `q_proj` [N·(D_n+D_r), H]: `q = x · q_projᵀ`. With q LoRA
     (`q_a_proj` [R_q, H], `q_a_norm` [R_q], `q_b_proj` [N·(D_n+D_r), R_q]):
-    `q = RMSNorm(x · q_a_projᵀ) · q_b_projᵀ`. Per head, q splits into
-    `q_nope` [D_n] and `q_rope` [D_r].
+    `q = RMSNorm(x · q_a_projᵀ) · q_b_projᵀ`. The rows of q are head-major;
+    within a head, `q_nope` [D_n] then `q_rope` [D_r].
 
     **Latent KV.** `kv_a_proj` [R_kv + D_r, H] maps x to `[c, k_r]`;
     `c_kv = RMSNorm(c)` with weight `kv_a_norm` [R_kv]; `k_rope` = k_r with
     RoPE applied, one rope key shared by all heads. `kv_b_proj`
     [N·(D_n+D_v), R_kv] expands every cached and new `c_kv` into per-head
-    `k_nope` [D_n] and `v` [D_v]. RMSNorm is `w · x / sqrt(mean(x²) + eps)`
-    in f32, `eps = rms_norm_eps`.
+    `k_nope` [D_n] then `v` [D_v] (head-major rows). RMSNorm is
+    `w · x / sqrt(mean(x²) + eps)` in f32, `eps = rms_norm_eps` (HF and
+    DeepSeek use 1e-6 for these two norms whatever config.rms_norm_eps
+    says). The projections have no biases (checkpoints with
+    `attention_bias = true` are not expressible yet).
 
     **RoPE** (on q_rope and k_rope only) at position p, base `rope_theta`,
     frequencies `f_i = θ^(-2i/D_r)` (or YaRN's, see `#mla.yarn`). With
@@ -47,13 +50,17 @@ def MLA_AttentionOp : Op<MLA_Dialect, "attention", [
     (x[2i], x[2i+1]); without it they are (x[i], x[i + D_r/2]). A pair (a, b)
     becomes (a cos pf_i - b sin pf_i, b cos pf_i + a sin pf_i); the result
     is laid out as halves: all first components, then all second components
-    (HF's layout after de-interleaving).
+    (HF DeepSeek-V3's layout after de-interleaving; DeepSeek's own code and
+    HF V2 keep pairs interleaved: a fixed permutation of the rope dims that
+    changes the cached `k_rope` layout, not the scores).
 
     **Scores.** Per head, `score(i, j) = scale · (q_nope·k_nope_j +
     q_rope·k_rope_j)` for key j ≤ P + i (causal), softmax over j in f32,
     output `o = Σ_j p_j v_j`; the heads are concatenated [N·D_v] and
-    projected: `out = o · o_projᵀ` [S, H]. `scale = softmax_scale` if given,
-    else `(D_n + D_r)^-0.5`, times YaRN's `m(factor, mscale_all_dim)²`.
+    projected: `out = o · o_projᵀ` [S, H]. The scale is `softmax_scale` as
+    given when present (nothing is multiplied into it), else
+    `(D_n + D_r)^-0.5`, times YaRN's `m(factor, mscale_all_dim)²` when
+    `mscale_all_dim` is non-zero.
 
     **Cache.** `c_kv_cache` [P, R_kv] and `k_rope_cache` [P, D_r] hold the
     normalized latent and the rotated rope key of the P earlier tokens;

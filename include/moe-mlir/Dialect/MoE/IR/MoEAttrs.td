@@ -56,9 +56,11 @@ def MoE_GroupScoreAttr : MoE_EnumAttr<MoE_GroupScore, "group_score">;
 
 def MoE_MaskFill : MoE_Enum<"MaskFill",
     "selection score given to experts of groups that were not kept", [
-  // -inf: a masked expert can never be chosen (DeepSeek's code, current HF).
+  // -inf: a masked expert can never be chosen (DeepSeek's current
+  // inference code; HF deepseek_v3 since its parity fix of 2026).
   I32EnumAttrCase<"NegInf", 0, "neg_inf">,
-  // 0.0: older HF releases; differs only when a kept score is negative.
+  // 0.0: HF deepseek_v3 before that fix and the hub modeling_deepseek.py
+  // files; differs from -inf only when a kept selection score is negative.
   I32EnumAttrCase<"Zero", 1, "zero">
 ]>;
 def MoE_MaskFillAttr : MoE_EnumAttr<MoE_MaskFill, "mask_fill">;
@@ -74,11 +76,13 @@ def MoE_DispatchMode : MoE_Enum<"DispatchMode", "layout of dispatched rows", [
 def MoE_DispatchModeAttr : MoE_KeywordEnumAttr<MoE_DispatchMode, "dispatch_mode">;
 
 def MoE_Activation : MoE_Enum<"Activation", "expert FFN activation", [
-  // x * sigmoid(alpha * x)   (alpha = activation_alpha, 1 by default)
+  // x * sigmoid(alpha * x)   (alpha = activation_alpha, 1 by default;
+  // ONNX Runtime uses alpha only in its gated swiglu)
   I32EnumAttrCase<"Silu", 0, "silu">,
   // 0.5 * x * (1 + erf(x / sqrt(2)))
   I32EnumAttrCase<"Gelu", 1, "gelu">,
-  // 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+  // 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)));
+  // ONNX Runtime's MoE "gelu" is this one
   I32EnumAttrCase<"GeluTanh", 2, "gelu_tanh">,
   // max(x, 0)
   I32EnumAttrCase<"Relu", 3, "relu">,

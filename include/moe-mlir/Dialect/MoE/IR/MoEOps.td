@@ -50,14 +50,19 @@ defvar MoE_FfnDescription = [{
     `activation_alpha` scales the sigmoid argument of `silu`
     (`x * sigmoid(alpha * x)`); `clamp_limit` L, when present, clamps
     before the activation: `g = min(g, L)` and `u = clamp(u, -L, L)` for gated
-    FFNs, `h = clamp(h, -L, L)` otherwise (ONNX Runtime's swiglu parameters).
-    Defaults give the plain activation.
+    FFNs (exactly ONNX Runtime's swiglu with activation_alpha/beta and
+    swiglu_limit), `h = clamp(h, -L, L)` otherwise (our extension; ONNX
+    Runtime has no clamp there). Defaults give the plain activation.
 
     Weights use the `nn.Linear` layout `[out, in]`. Matrix products
     accumulate in f32; the activation is applied in f32; the result is
-    rounded once to the element type of the activations. Weights may have a
-    different element type from the activations (e.g. bf16 weights with f32
-    activations); all weights and biases of one op share one element type.
+    rounded once to the element type of the activations. This is a
+    deliberate choice: frameworks round intermediate results to the model
+    dtype (HF applies each nn.Linear in bf16, ONNX Runtime stores the fc1,
+    activation and fc2 outputs in T), so results are close to theirs, not
+    bit-identical. Weights may have a different element type from the
+    activations (e.g. bf16 weights with f32 activations); all weights and
+    biases of one op share one element type.
 }];
 
 //===----------------------------------------------------------------------===//
@@ -95,20 +100,34 @@ def MoE_RouteOp : MoE_Op<"route", [AttrSizedOperandSegments]> {
     other groups is replaced by `-inf` or `0.0` (`group_mask_fill`).
     Then the k experts with the largest `c` are chosen, in decreasing order
     of `c`; ties go to the lower expert index (lower group index for groups).
+    This tie rule is ours, chosen to be deterministic: `torch.topk` does not
+    specify one and ONNX Runtime's CPU kernel prefers the higher index, so
+    exact ties may choose differently from them.
 
     **Weights.** `w_j = s[e_j]` for the chosen experts (`topk_softmax`: the
     softmax of the k chosen logits). With `renormalize`,
-    `w_j /= (Σ_j w_j + renormalize_epsilon)` (HF `norm_topk_prob`;
-    DeepSeek-V3 uses epsilon 1e-20). Finally `w_j *= routed_scaling_factor`.
+    `w_j /= (Σ_j w_j + renormalize_epsilon)` (HF `norm_topk_prob`; HF
+    DeepSeek-V3 and the DeepSeek-V2 hub code add 1e-20, Mixtral and Qwen
+    nothing). Finally `w_j *= routed_scaling_factor`. (The DeepSeek-V2 hub
+    code scales only when it does not renormalize: an importer expresses that
+    with `routed_scaling_factor = 1` when renormalizing.)
 
     **Capacity** (token choice with `expert_capacity` or `capacity_factor`;
-    Switch, GShard). Each expert admits at most
-    `C = expert_capacity`, or `C = ceil(capacity_factor · T · k / E)`.
-    Assignments are admitted slot-major: every token's slot 0 in token order,
-    then every token's slot 1, and so on. An assignment past its expert's
-    capacity is *dropped*: its index becomes -1 and its weight keeps the
-    value computed above (a dropped token's MoE output is 0, or
-    `weight · hidden` with `moe.combine`'s passthrough, HF Switch's rule).
+    Switch, GShard, NLLB-MoE). Each expert admits at most
+    `C = expert_capacity`, or `C = ceil(capacity_factor · T · k / E)` (our
+    formula; models that define C otherwise, e.g. mesh-tensorflow's floor,
+    give `expert_capacity`). Capacity is counted over the T tokens of this
+    op: to count per sequence or per group, as HF Switch does, route each
+    sequence separately. Assignments are admitted slot-major: every token's
+    slot 0 in token order, then every token's slot 1, and so on (GShard,
+    NLLB-MoE). An assignment past its expert's capacity is *dropped*: its
+    index becomes -1. Its weight keeps the value computed above, unless
+    `renormalize_after_drop` is set: then each token's weights are
+    renormalized over its admitted assignments only,
+    `w_j /= max(Σ_admitted w, 1.1920929e-07)` (NLLB-MoE's default), and a
+    dropped assignment's weight is 0. A dropped token's MoE output is 0
+    (current HF Switch), or `weight · hidden` with `moe.combine`'s
+    passthrough (HF Switch before its 2025 fix).
 
     Results: `indices` [T, k] i32 expert ids and `weights` [T, k] f32.
 
@@ -146,6 +165,7 @@ def MoE_RouteOp : MoE_Op<"route", [AttrSizedOperandSegments]> {
     UnitAttr:$round_logits,
     UnitAttr:$renormalize,
     DefaultValuedAttr<F32Attr, "0.0f">:$renormalize_epsilon,
+    UnitAttr:$renormalize_after_drop,
     DefaultValuedAttr<F32Attr, "1.0f">:$routed_scaling_factor,
     DefaultValuedAttr<MoE_PositiveI64, "1">:$n_group,
     OptionalAttr<MoE_PositiveI64>:$topk_group,
@@ -314,8 +334,12 @@ def MoE_CombineOp : MoE_Op<"combine"> {
 
     An entry with `mapping[t, j] = -1` (dropped) contributes 0, or
     `w(t, j) · passthrough[t]` when `passthrough` ([T, H], normally the MoE
-    input) is given: HF Switch Transformers' rule, where a dropped token's
-    MoE output is its own hidden state scaled by its router probability.
+    input) is given: HF Switch Transformers' rule before its 2025 fix, where
+    a dropped token's MoE output is its own hidden state scaled by its
+    router probability (current HF gives 0).
+
+    The f32 sum in slot order is our fixed order; HF sums in the model dtype
+    in expert order, so bf16 results are close to HF's, not bit-identical.
 
     Example:
     ```mlir
