@@ -6,6 +6,7 @@
 
 // RUN: moe-opt %s | moe-opt | FileCheck %s
 // RUN: moe-opt %s --mlir-print-op-generic | moe-opt | FileCheck %s
+// RUN: moe-opt %s --emit-bytecode | moe-opt | FileCheck %s
 
 // Prefill with a full query projection and an empty (0-row) cache; all
 // optional attributes left at their defaults, so none are printed.

@@ -2,6 +2,7 @@
 // variant: custom form -> print -> parse, and generic form -> parse.
 // RUN: moe-opt %s | moe-opt | FileCheck %s
 // RUN: moe-opt %s --mlir-print-op-generic | moe-opt | FileCheck %s
+// RUN: moe-opt %s --emit-bytecode | moe-opt | FileCheck %s
 
 // CHECK-LABEL: func.func @route_softmax_logits
 // CHECK: moe.route %{{.*}} k = 2 scoring = softmax {renormalize} : (tensor<?x8xf32>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
