@@ -6,9 +6,11 @@
 
 #include "moe-mlir/InitAll.h"
 
+#include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MLA/IR/MLA.h"
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+#include "moe-mlir/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
 
@@ -16,4 +18,8 @@ void moe_mlir::registerAllDialects(mlir::DialectRegistry &registry) {
   registry.insert<moe::MoEDialect, mla::MLADialect>();
 }
 
-void moe_mlir::registerAllPasses() { moe::registerMoEPasses(); }
+void moe_mlir::registerAllPasses() {
+  moe::registerMoEPasses();
+  registerMoEMlirConversionPasses();
+  registerPipelines();
+}

@@ -656,3 +656,12 @@ func.func @route_renormalize_after_drop_without_capacity(%l: tensor<4x8xf32>) {
   %i, %w = moe.route %l k = 2 scoring = softmax {renormalize_after_drop} : (tensor<4x8xf32>) -> (tensor<4x2xi32>, tensor<4x2xf32>)
   return
 }
+
+// -----
+
+// Expert-choice routing drops nothing, so there is nothing to pass through.
+func.func @combine_expert_choice_passthrough(%y: tensor<4x8x16xf32>, %m: tensor<16x4xi32>, %w: tensor<4x8xf32>, %x: tensor<16x16xf32>) {
+  // expected-error @+1 {{operand 'passthrough' has no meaning in expert_choice mode}}
+  %o = moe.combine expert_choice %y, %m, %w passthrough(%x) : (tensor<4x8x16xf32>, tensor<16x4xi32>, tensor<4x8xf32>, tensor<16x16xf32>) -> tensor<16x16xf32>
+  return
+}

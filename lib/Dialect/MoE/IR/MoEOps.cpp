@@ -497,6 +497,9 @@ LogicalResult CombineOp::verify() {
   }
 
   if (getPassthrough()) {
+    if (getMode() == DispatchMode::ExpertChoice)
+      return emitOpError("operand 'passthrough' has no meaning in "
+                         "expert_choice mode (no token is dropped there)");
     if (failed(checkOperandShape(op, "passthrough", getPassthrough(),
                                  {{"T", tokens}, {"H", hidden}})))
       return failure();

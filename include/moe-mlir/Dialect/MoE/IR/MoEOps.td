@@ -114,18 +114,19 @@ def MoE_RouteOp : MoE_Op<"route", [AttrSizedOperandSegments]> {
 
     **Capacity** (token choice with `expert_capacity` or `capacity_factor`;
     Switch, GShard, NLLB-MoE). Each expert admits at most
-    `C = expert_capacity`, or `C = ceil(capacity_factor · T · k / E)` (our
-    formula; models that define C otherwise, e.g. mesh-tensorflow's floor,
-    give `expert_capacity`). Capacity is counted over the T tokens of this
+    `C = expert_capacity`, or `C = ceil(((f · T) · k) / E)` evaluated in f64
+    in that order, f the f32 value of `capacity_factor` (our formula; models
+    that define C otherwise, e.g. mesh-tensorflow's floor, give
+    `expert_capacity`). Capacity is counted over the T tokens of this
     op: to count per sequence or per group, as HF Switch does, route each
     sequence separately. Assignments are admitted slot-major: every token's
     slot 0 in token order, then every token's slot 1, and so on (GShard,
     NLLB-MoE). An assignment past its expert's capacity is *dropped*: its
     index becomes -1. Its weight keeps the value computed above, unless
-    `renormalize_after_drop` is set: then each token's weights are
-    renormalized over its admitted assignments only,
-    `w_j /= max(Σ_admitted w, 1.1920929e-07)` (NLLB-MoE's default), and a
-    dropped assignment's weight is 0. A dropped token's MoE output is 0
+    `renormalize_after_drop` is set: then each token's weights before the
+    scaling, `u`, are renormalized over its admitted assignments only,
+    `w_j = routed_scaling_factor · u_j / max(Σ_admitted u, 1.1920929e-07)`
+    (NLLB-MoE's default), and a dropped assignment's weight is 0. A dropped token's MoE output is 0
     (current HF Switch), or `weight · hidden` with `moe.combine`'s
     passthrough (HF Switch before its 2025 fix).
 
@@ -206,8 +207,9 @@ def MoE_DispatchOp : MoE_Op<"dispatch"> {
   let description = [{
     Copies each token's hidden row once per assignment into a layout where the
     rows of one expert are contiguous, and returns the mapping `moe.combine`
-    needs to bring the expert outputs back. Assignments with index -1 (or
-    outside [0, E)) are dropped: they occupy no row.
+    needs to bring the expert outputs back. In the token-choice modes,
+    assignments with index -1 (or outside [0, E)) are dropped: they occupy
+    no row.
 
     - `dropless` (`indices` [T, k] expert ids): `rows` [T·k, H] holds the
       rows grouped by expert in increasing expert order; within an expert in
@@ -224,7 +226,8 @@ def MoE_DispatchOp : MoE_Op<"dispatch"> {
       `e · C + c` of each assignment, -1 if dropped (what was dropped).
     - `expert_choice` (`indices` [E, C] token ids from an expert-choice
       `moe.route`): `rows[e, c] = input[indices[e, c]]`, zero where the token
-      id is -1; `counts[e]` is the number of valid token ids of expert e;
+      id is outside [0, T) (-1 pads the end of a row when C > T); `counts[e]`
+      is the number of valid token ids of expert e;
       `mapping` [T, E] is `e · C + c` if expert e chose token t at position c,
       else -1.
 
@@ -322,8 +325,9 @@ def MoE_CombineOp : MoE_Op<"combine"> {
     out[t] = Σ_j  w(t, j) · expert_out[mapping[t, j]]
     ```
 
-    summed in f32 in increasing j, starting from 0.0, then rounded once to
-    the element type of `expert_out`. The order is fixed, so the result is
+    summed in f32 in increasing j, starting from 0.0, each product and sum
+    rounded to f32 (no fused multiply-add), then rounded once to the element
+    type of `expert_out`. The order is fixed, so the result is
     bitwise reproducible. `expert_out` is indexed as the flat row list
     ([N, H], or [E, C, H] seen as [E·C, H]).
 

@@ -1,0 +1,31 @@
+//===- Pipelines.h - moe-mlir's named pass pipelines ------------*- C++ -*-===//
+//
+// Part of moe-mlir.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_PIPELINES_PIPELINES_H
+#define MOE_MLIR_PIPELINES_PIPELINES_H
+
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/LogicalResult.h"
+
+namespace mlir {
+class OpPassManager;
+} // namespace mlir
+
+namespace moe_mlir {
+
+/// The textual form of the CPU pipeline: moe/mla ops on tensors to the LLVM
+/// dialect for the host (moe-opt --moe-cpu-pipeline).
+llvm::StringRef cpuPipelineText();
+
+/// Adds the CPU pipeline to `pm` (anchored on builtin.module).
+llvm::LogicalResult buildCpuPipeline(mlir::OpPassManager &pm);
+
+/// Registers the named pipelines with the global registry.
+void registerPipelines();
+
+} // namespace moe_mlir
+
+#endif // MOE_MLIR_PIPELINES_PIPELINES_H

@@ -1,0 +1,75 @@
+//===- ConvertMoEToLinalg.cpp - the convert-moe-to-linalg pass ------------===//
+//
+// Part of moe-mlir.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Lowerings.h"
+
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Dialect/MoE/IR/MoE.h"
+#include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
+
+namespace moe_mlir {
+#define GEN_PASS_DEF_CONVERTMOETOLINALG
+#include "moe-mlir/Conversion/Passes.h.inc"
+} // namespace moe_mlir
+
+using namespace mlir;
+using namespace moe_mlir;
+
+namespace {
+template <typename OpTy>
+struct LowerOp : OpRewritePattern<OpTy> {
+  using LowerFn = LogicalResult (*)(OpTy, PatternRewriter &);
+  LowerOp(MLIRContext *ctx, LowerFn fn)
+      : OpRewritePattern<OpTy>(ctx), fn(fn) {}
+  LogicalResult matchAndRewrite(OpTy op,
+                                PatternRewriter &rewriter) const override {
+    return fn(op, rewriter);
+  }
+  LowerFn fn;
+};
+
+struct ConvertMoEToLinalgPass
+    : moe_mlir::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalgPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    moe::populateMaterializeRouterLogitsPatterns(patterns);
+    populateMoEToLinalgPatterns(patterns);
+    // Every moe op is rewritten once; the walk driver does not revisit the
+    // ops the lowerings create.
+    walkAndApplyPatterns(getOperation(), std::move(patterns));
+    // A router with its own weight is rewritten twice (materialize, then
+    // lower); run once more for those.
+    RewritePatternSet again(&getContext());
+    populateMoEToLinalgPatterns(again);
+    walkAndApplyPatterns(getOperation(), std::move(again));
+    WalkResult left = getOperation()->walk([](Operation *op) {
+      if (isa<moe::MoEDialect>(op->getDialect())) {
+        op->emitOpError("could not be lowered to linalg");
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    if (left.wasInterrupted())
+      signalPassFailure();
+  }
+};
+} // namespace
+
+void moe_mlir::populateMoEToLinalgPatterns(RewritePatternSet &patterns) {
+  MLIRContext *ctx = patterns.getContext();
+  patterns.add<LowerOp<moe::RouteOp>>(ctx, lowering::lowerRoute);
+  patterns.add<LowerOp<moe::DispatchOp>>(ctx, lowering::lowerDispatch);
+  patterns.add<LowerOp<moe::CombineOp>>(ctx, lowering::lowerCombine);
+  patterns.add<LowerOp<moe::ExpertFfnOp>>(ctx, lowering::lowerExpertFfn);
+  patterns.add<LowerOp<moe::SharedExpertOp>>(ctx, lowering::lowerSharedExpert);
+}

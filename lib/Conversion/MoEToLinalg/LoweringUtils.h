@@ -1,0 +1,93 @@
+//===- LoweringUtils.h - builders shared by the moe lowerings ---*- C++ -*-===//
+//
+// Part of moe-mlir.
+//
+// Small builders that keep the lowering patterns readable: tensors of a
+// given size, elementwise and reduction linalg.generic ops, f32 conversions
+// and the f32-accumulating contraction `A · Bᵀ` (nn.Linear layout).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGUTILS_H
+#define MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGUTILS_H
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Utils/StructuredOpsUtils.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/PatternMatch.h"
+
+#include <functional>
+
+namespace moe_mlir::lowering {
+
+using BodyBuilder =
+    std::function<void(mlir::OpBuilder &, mlir::Location, mlir::ValueRange)>;
+
+/// linalg.yield of one value or of several.
+void yieldOp(mlir::OpBuilder &b, mlir::Location loc, mlir::Value value);
+void yieldOp(mlir::OpBuilder &b, mlir::Location loc, mlir::ValueRange values);
+
+/// Scalar constants.
+mlir::Value indexConst(mlir::OpBuilder &b, mlir::Location loc, int64_t v);
+mlir::Value i32Const(mlir::OpBuilder &b, mlir::Location loc, int64_t v);
+mlir::Value f32Const(mlir::OpBuilder &b, mlir::Location loc, double v);
+
+/// Size `dim` of a tensor as an index value.
+mlir::Value dimValue(mlir::OpBuilder &b, mlir::Location loc, mlir::Value t,
+                     int64_t dim);
+
+/// A tensor of the given (possibly dynamic) sizes, uninitialized or filled.
+mlir::Value emptyTensor(mlir::OpBuilder &b, mlir::Location loc,
+                        llvm::ArrayRef<mlir::OpFoldResult> sizes,
+                        mlir::Type elementType);
+mlir::Value filledTensor(mlir::OpBuilder &b, mlir::Location loc,
+                         llvm::ArrayRef<mlir::OpFoldResult> sizes,
+                         mlir::Type elementType, mlir::Value fill);
+
+/// Extends/truncates a float scalar to f32 or from f32 to `type`.
+mlir::Value toF32(mlir::OpBuilder &b, mlir::Location loc, mlir::Value v);
+mlir::Value fromF32(mlir::OpBuilder &b, mlir::Location loc, mlir::Value v,
+                    mlir::Type type);
+
+/// An all-parallel linalg.generic over the shape of `init` with identity
+/// maps for every input of the same rank; `inputMaps` may override them.
+mlir::ValueRange generic(mlir::OpBuilder &b, mlir::Location loc,
+                         mlir::ValueRange inputs, mlir::ValueRange inits,
+                         llvm::ArrayRef<mlir::AffineMap> maps,
+                         llvm::ArrayRef<mlir::utils::IteratorType> iterators,
+                         const BodyBuilder &body);
+
+/// Elementwise map over tensors of rank `rank` (identity maps).
+mlir::Value elementwise(mlir::OpBuilder &b, mlir::Location loc,
+                        mlir::ValueRange inputs, mlir::Value init,
+                        const BodyBuilder &body);
+
+/// Converts every element of `t` to `elementType` (float types only).
+mlir::Value convertTensor(mlir::OpBuilder &b, mlir::Location loc,
+                          mlir::Value t, mlir::Type elementType);
+
+/// C[n, m] = Σ_k f32(A[n, k]) · f32(B[m, k]) in f32 (B in nn.Linear layout).
+mlir::Value contractTransposedB(mlir::OpBuilder &b, mlir::Location loc,
+                                mlir::Value a, mlir::Value bt);
+
+/// The mixed sizes of a tensor.
+llvm::SmallVector<mlir::OpFoldResult> mixedSizes(mlir::OpBuilder &b,
+                                                 mlir::Location loc,
+                                                 mlir::Value t);
+
+/// ceil(factor · numTokens · k / numExperts) as an index, or the constant
+/// capacity when one is given (the capacity rule of moe.route/dispatch).
+mlir::Value capacityValue(mlir::OpBuilder &b, mlir::Location loc,
+                          std::optional<uint64_t> expertCapacity,
+                          std::optional<float> capacityFactor,
+                          mlir::Value numTokens, int64_t k,
+                          int64_t numExperts);
+
+/// `v` cast (tensor.cast) to the type of `result` when the two differ only
+/// in static vs dynamic sizes.
+mlir::Value castToResult(mlir::OpBuilder &b, mlir::Location loc, mlir::Value v,
+                         mlir::Value result);
+
+} // namespace moe_mlir::lowering
+
+#endif // MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGUTILS_H

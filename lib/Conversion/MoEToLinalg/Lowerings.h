@@ -1,0 +1,28 @@
+//===- Lowerings.h - the moe op lowerings -----------------------*- C++ -*-===//
+//
+// Part of moe-mlir.
+//
+// One function per op; ConvertMoEToLinalg.cpp wraps them in patterns.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGS_H
+#define MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGS_H
+
+#include "moe-mlir/Dialect/MoE/IR/MoE.h"
+
+#include "mlir/IR/PatternMatch.h"
+
+namespace moe_mlir::lowering {
+
+mlir::LogicalResult lowerRoute(moe::RouteOp op, mlir::PatternRewriter &b);
+mlir::LogicalResult lowerDispatch(moe::DispatchOp op, mlir::PatternRewriter &b);
+mlir::LogicalResult lowerCombine(moe::CombineOp op, mlir::PatternRewriter &b);
+mlir::LogicalResult lowerExpertFfn(moe::ExpertFfnOp op,
+                                   mlir::PatternRewriter &b);
+mlir::LogicalResult lowerSharedExpert(moe::SharedExpertOp op,
+                                      mlir::PatternRewriter &b);
+
+} // namespace moe_mlir::lowering
+
+#endif // MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGS_H
