@@ -26,6 +26,7 @@ llvm_config.use_default_substitutions()
 tool_dirs = [config.moe_mlir_tools_dir, config.llvm_tools_dir]
 tools = [
     ToolSubst("moe-opt", unresolved="fatal"),
+    ToolSubst("moe-run", unresolved="fatal"),
     ToolSubst("moe-runtime-unittests", unresolved="fatal"),
 ]
 llvm_config.add_tool_substitutions(tools, tool_dirs)

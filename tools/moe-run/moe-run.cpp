@@ -338,7 +338,12 @@ int main(int argc, char **argv) {
   }
 
   // Compile. The pipeline replaces the func.func: `entry` is not used after.
+  // The caller's input buffers are read-only: bufferization must not update
+  // them in place (a repeated run would see changed inputs).
   entry->setAttr("llvm.emit_c_interface", UnitAttr::get(&context));
+  for (unsigned i = 0; i < entry.getNumArguments(); ++i)
+    entry.setArgAttr(i, "bufferization.writable",
+                     BoolAttr::get(&context, false));
   PassManager pm(&context, ModuleOp::getOperationName());
   if (failed(moe_mlir::buildCpuPipeline(pm)))
     fail("internal error: the CPU pipeline does not parse");

@@ -246,13 +246,11 @@ static Value limitToGroups(RouteBuilder &rb, RouteOp op, Value selection) {
   // member i.
   SmallVector<OpFoldResult> gsizes = {rb.tokens, b.getIndexAttr(groups)};
   auto groupedType = RankedTensorType::get(
-      {ShapedType::kDynamic, groups, groupSize}, rb.f32());
+      {cast<RankedTensorType>(selection.getType()).getDimSize(0), groups,
+       groupSize},
+      rb.f32());
   Value grouped = tensor::ExpandShapeOp::create(
-      b, loc, groupedType,
-      tensor::CastOp::create(
-          b, loc,
-          RankedTensorType::get({ShapedType::kDynamic, rb.experts}, rb.f32()),
-          selection),
+      b, loc, groupedType, selection,
       SmallVector<ReassociationIndices>{{0}, {1, 2}},
       SmallVector<OpFoldResult>{rb.tokens, b.getIndexAttr(groups),
                                 b.getIndexAttr(groupSize)});
@@ -299,8 +297,9 @@ static Value limitToGroups(RouteBuilder &rb, RouteOp op, Value selection) {
                          arith::ConstantIntOp::create(b, loc, 0, 1));
   for (int64_t j = 0, e = static_cast<int64_t>(*op.getTopkGroup()); j < e;
        ++j) {
+    auto idxType = cast<RankedTensorType>(keptIdx.getType());
     Value column = tensor::ExtractSliceOp::create(
-        b, loc, RankedTensorType::get({ShapedType::kDynamic}, rb.i32()),
+        b, loc, RankedTensorType::get({idxType.getDimSize(0)}, rb.i32()),
         keptIdx, SmallVector<OpFoldResult>{b.getIndexAttr(0), b.getIndexAttr(j)},
         SmallVector<OpFoldResult>{rb.tokens, b.getIndexAttr(1)},
         SmallVector<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
