@@ -8,6 +8,8 @@ set -euo pipefail
 REQUIRED_PACKAGES=(
   # Compiler toolchain and MLIR/LLVM 22 (bookworm-security).
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools clang-22 lld
+  # clang's sanitizer and libFuzzer runtimes (the runtime's fuzz targets).
+  libclang-rt-22-dev
   cmake ninja-build
   # Python: Debian's interpreter and the packages the tests use as references.
   python3 python3-numpy python3-pytest python3-torch python3-onnx

@@ -27,7 +27,12 @@ tool_dirs = [config.moe_mlir_tools_dir, config.llvm_tools_dir]
 tools = [
     ToolSubst("moe-opt", unresolved="fatal"),
     ToolSubst("moe-run", unresolved="fatal"),
+    ToolSubst("moe-compile", unresolved="fatal"),
     ToolSubst("moe-runtime-unittests", unresolved="fatal"),
+    ToolSubst("moe-safetensors-unittests", unresolved="fatal"),
+    # Built only with libFuzzer support (tests that use them REQUIRE it).
+    ToolSubst("moe-json-fuzz", unresolved="ignore"),
+    ToolSubst("moe-safetensors-fuzz", unresolved="ignore"),
 ]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
@@ -40,6 +45,7 @@ for feature, present in [
     ("onnx", config.moe_mlir_have_onnx),
     ("torch", config.moe_mlir_have_torch),
     ("onnxruntime", config.moe_mlir_have_ort),
+    ("libfuzzer", config.moe_mlir_have_libfuzzer),
 ]:
     if present:
         config.available_features.add(feature)

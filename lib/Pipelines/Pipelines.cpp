@@ -18,6 +18,7 @@ using namespace mlir;
 static constexpr llvm::StringLiteral kCpuPipeline =
     "builtin.module("
     "convert-moe-to-linalg,"
+    "convert-mla-to-linalg,"
     "func.func(convert-elementwise-to-linalg),"
     "canonicalize,cse,"
     "one-shot-bufferize{bufferize-function-boundaries=1 "

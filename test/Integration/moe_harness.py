@@ -11,6 +11,7 @@ import tempfile
 import numpy as np
 
 MOE_RUN = os.environ.get("MOE_RUN", "moe-run")
+MOE_COMPILE = os.environ.get("MOE_COMPILE", "moe-compile")
 
 
 def tensor_type(shape, dtype):
@@ -50,12 +51,20 @@ class Function:
         return "\n".join(lines) + "\n"
 
 
-def run(fn, inputs, extra_args=()):
-    """Runs `fn` with moe-run; returns {result name: array}."""
+def run(fn, inputs, extra_args=(), aot=False):
+    """Runs `fn` with moe-run (JIT, or compiled ahead of time by moe-compile
+    when `aot`); returns {result name: array}."""
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "model.mlir")
         with open(model, "w") as f:
             f.write(fn.text())
+        if aot:
+            library = os.path.join(tmp, "model.so")
+            proc = subprocess.run([MOE_COMPILE, model, "-o", library],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise AssertionError(f"moe-compile failed:\n{proc.stderr}\n{fn.text()}")
+            model = library
         cmd = [MOE_RUN, model, "--output-dir", tmp, *extra_args]
         for name, value in inputs.items():
             path = os.path.join(tmp, f"in_{name}.npy")

@@ -7,6 +7,7 @@
 #ifndef MOE_MLIR_CONVERSION_PASSES_H
 #define MOE_MLIR_CONVERSION_PASSES_H
 
+#include "moe-mlir/Conversion/MLAToLinalg/MLAToLinalg.h"
 #include "moe-mlir/Conversion/MoEToLinalg/MoEToLinalg.h"
 
 #include "mlir/Pass/Pass.h"

@@ -51,4 +51,37 @@ def ConvertMemRefCopyToLinalg : Pass<"convert-memref-copy-to-linalg"> {
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
+  let summary = "Lower mla.attention to linalg, tensor, arith and math";
+  let description = [{
+    Rewrites every `mla.attention` into upstream ops on tensors, following
+    the op description in its naive form (k_nope and v expanded from every
+    cached and new `c_kv`); P and S may be dynamic:
+
+    - projections: `linalg.generic` contractions accumulated in f32; the
+      per-head pieces (q_nope, the two components of the rope pairs of
+      q_rope, k_nope, v) are read out of the head-major weights by the
+      indexing maps, without reshapes or copies;
+    - RMSNorm (q LoRA, `kv_a_norm`) in f32;
+    - RoPE: the D_r/2 frequencies (plain or YaRN) are evaluated in f64 by
+      the pass and stored as a dense f64 constant; at run time the angle
+      `(P + s) · f_i`, its cos and sin and the YaRN factor on them are
+      evaluated in f64 and rounded once to f32; the rotation is f32;
+    - the caches: the P old rows, then the S new rows rounded to the cache
+      element type (`tensor.insert_slice`); the attention reads the rounded
+      rows;
+    - scores, causal mask (key j visible to token s when j <= P + s),
+      max-subtracted softmax and the weighted sum of v in f32, the scale
+      rounded to f32; the weighted sum is divided by the softmax
+      denominator; the output projection accumulates in f32 and is rounded
+      once to the element type of `hidden`.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+}
+
 #endif // MOE_MLIR_CONVERSION_PASSES_TD

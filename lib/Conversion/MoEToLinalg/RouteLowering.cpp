@@ -14,7 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "LoweringUtils.h"
+#include "../Utils/LoweringUtils.h"
 #include "Lowerings.h"
 
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"

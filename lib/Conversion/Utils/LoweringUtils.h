@@ -1,4 +1,4 @@
-//===- LoweringUtils.h - builders shared by the moe lowerings ---*- C++ -*-===//
+//===- LoweringUtils.h - builders shared by the lowerings -------*- C++ -*-===//
 //
 // Part of moe-mlir.
 //
@@ -8,8 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGUTILS_H
-#define MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGUTILS_H
+#ifndef MOE_MLIR_LIB_CONVERSION_UTILS_LOWERINGUTILS_H
+#define MOE_MLIR_LIB_CONVERSION_UTILS_LOWERINGUTILS_H
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Utils/StructuredOpsUtils.h"
@@ -90,4 +90,4 @@ mlir::Value castToResult(mlir::OpBuilder &b, mlir::Location loc, mlir::Value v,
 
 } // namespace moe_mlir::lowering
 
-#endif // MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGUTILS_H
+#endif // MOE_MLIR_LIB_CONVERSION_UTILS_LOWERINGUTILS_H

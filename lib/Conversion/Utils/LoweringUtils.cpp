@@ -1,4 +1,4 @@
-//===- LoweringUtils.cpp - builders shared by the moe lowerings -----------===//
+//===- LoweringUtils.cpp - builders shared by the lowerings ---------------===//
 //
 // Part of moe-mlir.
 //

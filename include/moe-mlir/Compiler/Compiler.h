@@ -1,0 +1,58 @@
+//===- Compiler.h - from an MLIR module to code for the host ----*- C++ -*-===//
+//
+// Part of moe-mlir.
+//
+// The steps moe-compile (ahead of time) and moe-run (JIT) share:
+//   prepareEntry    choose and check the entry function, describe it
+//   lowerForCpu     the moe-cpu-pipeline, down to the LLVM dialect
+//   addModelAbi     the exported moe_model_invoke / moe_model_metadata
+// and, ahead of time only, emitObjectFile + linkSharedLibrary.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_COMPILER_COMPILER_H
+#define MOE_MLIR_COMPILER_COMPILER_H
+
+#include "moe-mlir/Runtime/ModelInfo.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/LogicalResult.h"
+
+#include <string>
+
+namespace moe_mlir {
+
+/// Finds the entry function (`entryName`, else the only public function,
+/// else `main`), checks that its arguments and results are ranked tensors of
+/// supported element types with unique names (`moe.name`, else argN /
+/// resultN), marks the arguments read-only for bufferization and asks for
+/// its C interface. Errors are emitted on the module.
+llvm::FailureOr<moe_rt::ModelInfo> prepareEntry(mlir::ModuleOp module,
+                                                llvm::StringRef entryName);
+
+/// Runs the CPU pipeline (moe-cpu-pipeline).
+llvm::LogicalResult lowerForCpu(mlir::ModuleOp module);
+
+/// Adds `void moe_model_invoke(void **)` and `const char
+/// *moe_model_metadata(void)` (see moe-mlir/Runtime/Invoke.h) to a module in
+/// the LLVM dialect.
+llvm::LogicalResult addModelAbi(mlir::ModuleOp module,
+                                const moe_rt::ModelInfo &info);
+
+/// Translates the module to LLVM IR, optimizes it (-O3) for `cpu` ("native"
+/// for the host, or an LLVM CPU name) and writes a relocatable object file.
+llvm::LogicalResult emitObjectFile(mlir::ModuleOp module, llvm::StringRef path,
+                                   llvm::StringRef cpu, std::string &error);
+
+/// Links an object file into a shared library with ld.lld.
+llvm::LogicalResult linkSharedLibrary(llvm::StringRef object,
+                                      llvm::StringRef output,
+                                      std::string &error);
+
+/// A C header describing the compiled model's entry point and ABI.
+std::string generateHeader(const moe_rt::ModelInfo &info,
+                           llvm::StringRef source);
+
+} // namespace moe_mlir
+
+#endif // MOE_MLIR_COMPILER_COMPILER_H

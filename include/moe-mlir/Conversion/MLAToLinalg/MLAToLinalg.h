@@ -1,0 +1,21 @@
+//===- MLAToLinalg.h - mla ops to upstream tensor ops -----------*- C++ -*-===//
+//
+// Part of moe-mlir.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_CONVERSION_MLATOLINALG_MLATOLINALG_H
+#define MOE_MLIR_CONVERSION_MLATOLINALG_MLATOLINALG_H
+
+namespace mlir {
+class RewritePatternSet;
+} // namespace mlir
+
+namespace moe_mlir {
+
+/// Patterns lowering mla.attention to linalg/tensor/arith/math.
+void populateMLAToLinalgPatterns(mlir::RewritePatternSet &patterns);
+
+} // namespace moe_mlir
+
+#endif // MOE_MLIR_CONVERSION_MLATOLINALG_MLATOLINALG_H

@@ -1,0 +1,343 @@
+//===- Compiler.cpp - from an MLIR module to code for the host ------------===//
+//
+// Part of moe-mlir.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Compiler/Compiler.h"
+#include "moe-mlir/Pipelines/Pipelines.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/Target/TargetOptions.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/SubtargetFeature.h"
+
+#include <sstream>
+
+using namespace mlir;
+
+namespace moe_mlir {
+
+static std::optional<moe_rt::DType> dtypeOf(Type t) {
+  using moe_rt::DType;
+  if (t.isF32())
+    return DType::F32;
+  if (t.isF16())
+    return DType::F16;
+  if (t.isBF16())
+    return DType::BF16;
+  if (t.isInteger(32))
+    return DType::I32;
+  if (t.isInteger(64))
+    return DType::I64;
+  if (t.isInteger(8))
+    return DType::U8;
+  if (t.isInteger(1))
+    return DType::Bool;
+  return std::nullopt;
+}
+
+static std::string nameOf(func::FuncOp fn, unsigned i, bool result) {
+  auto attr = result ? fn.getResultAttrOfType<StringAttr>(i, "moe.name")
+                     : fn.getArgAttrOfType<StringAttr>(i, "moe.name");
+  if (attr)
+    return attr.str();
+  return (result ? "result" : "arg") + std::to_string(i);
+}
+
+static func::FuncOp findEntry(ModuleOp module, StringRef entryName) {
+  if (!entryName.empty()) {
+    auto fn = module.lookupSymbol<func::FuncOp>(entryName);
+    if (!fn || fn.isDeclaration()) {
+      module.emitError() << "no function @" << entryName << " to compile";
+      return {};
+    }
+    return fn;
+  }
+  SmallVector<func::FuncOp> candidates;
+  for (auto fn : module.getOps<func::FuncOp>())
+    if (fn.isPublic() && !fn.isDeclaration())
+      candidates.push_back(fn);
+  if (candidates.size() == 1)
+    return candidates.front();
+  if (auto main = module.lookupSymbol<func::FuncOp>("main"))
+    return main;
+  module.emitError() << "the module has " << candidates.size()
+                     << " public functions: name the entry point";
+  return {};
+}
+
+static FailureOr<moe_rt::TensorSpec> specOf(func::FuncOp fn, unsigned i,
+                                            bool result) {
+  Type type = result ? fn.getResultTypes()[i] : fn.getArgumentTypes()[i];
+  std::string name = nameOf(fn, i, result);
+  auto tensor = dyn_cast<RankedTensorType>(type);
+  std::optional<moe_rt::DType> dtype;
+  if (tensor)
+    dtype = dtypeOf(tensor.getElementType());
+  if (!dtype) {
+    fn.emitError() << (result ? "result '" : "argument '") << name
+                   << "' has type " << type
+                   << "; a model takes and returns ranked tensors of "
+                      "f32/f16/bf16/i32/i64/i8/i1";
+    return failure();
+  }
+  if (name.empty() ||
+      name.find_first_of(" \t\r\n") != std::string::npos) {
+    fn.emitError() << "the name '" << name << "' of "
+                   << (result ? "result " : "argument ") << i
+                   << " contains whitespace";
+    return failure();
+  }
+  moe_rt::TensorSpec spec;
+  spec.name = name;
+  spec.dtype = *dtype;
+  for (int64_t d : tensor.getShape())
+    spec.shape.push_back(ShapedType::isDynamic(d) ? -1 : d);
+  return spec;
+}
+
+FailureOr<moe_rt::ModelInfo> prepareEntry(ModuleOp module,
+                                          StringRef entryName) {
+  func::FuncOp fn = findEntry(module, entryName);
+  if (!fn)
+    return failure();
+  moe_rt::ModelInfo info;
+  info.entry = fn.getSymName().str();
+  llvm::StringSet<> names;
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
+    FailureOr<moe_rt::TensorSpec> spec = specOf(fn, i, false);
+    if (failed(spec))
+      return failure();
+    if (!names.insert(spec->name).second)
+      return fn.emitError() << "two arguments are named '" << spec->name << "'";
+    info.inputs.push_back(*spec);
+  }
+  llvm::StringSet<> resultNames;
+  for (unsigned i = 0; i < fn.getNumResults(); ++i) {
+    FailureOr<moe_rt::TensorSpec> spec = specOf(fn, i, true);
+    if (failed(spec))
+      return failure();
+    if (!resultNames.insert(spec->name).second)
+      return fn.emitError() << "two results are named '" << spec->name << "'";
+    info.outputs.push_back(*spec);
+  }
+  // The names now live in `info`; LLVM has no use for the attributes.
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+    fn.removeArgAttr(i, "moe.name");
+  for (unsigned i = 0; i < fn.getNumResults(); ++i)
+    fn.removeResultAttr(i, StringAttr::get(module.getContext(), "moe.name"));
+  // The caller's buffers (inputs, memory-mapped weights) are read-only:
+  // bufferization must not update them in place.
+  MLIRContext *ctx = module.getContext();
+  fn->setAttr("llvm.emit_c_interface", UnitAttr::get(ctx));
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+    fn.setArgAttr(i, "bufferization.writable", BoolAttr::get(ctx, false));
+  return info;
+}
+
+LogicalResult lowerForCpu(ModuleOp module) {
+  PassManager pm(module.getContext(), ModuleOp::getOperationName());
+  if (failed(buildCpuPipeline(pm)))
+    return module.emitError("internal error: the CPU pipeline does not parse");
+  return pm.run(module);
+}
+
+LogicalResult addModelAbi(ModuleOp module, const moe_rt::ModelInfo &info) {
+  MLIRContext *ctx = module.getContext();
+  std::string cifaceName = "_mlir_ciface_" + info.entry;
+  auto ciface = module.lookupSymbol<LLVM::LLVMFuncOp>(cifaceName);
+  if (!ciface)
+    return module.emitError() << "internal error: no " << cifaceName
+                              << " after lowering";
+  Location loc = module.getLoc();
+  OpBuilder b(ctx);
+  b.setInsertionPointToEnd(module.getBody());
+  auto ptrTy = LLVM::LLVMPointerType::get(ctx);
+  auto voidTy = LLVM::LLVMVoidType::get(ctx);
+
+  // void moe_model_invoke(void **args): args[i] is the i-th parameter of
+  // the C interface (result descriptors first, then the inputs).
+  auto invoke = LLVM::LLVMFuncOp::create(
+      b, loc, "moe_model_invoke", LLVM::LLVMFunctionType::get(voidTy, {ptrTy}));
+  Block *body = invoke.addEntryBlock(b);
+  b.setInsertionPointToStart(body);
+  SmallVector<Value> callArgs;
+  unsigned numParams = ciface.getFunctionType().getNumParams();
+  for (unsigned i = 0; i < numParams; ++i) {
+    Value slot = LLVM::GEPOp::create(b, loc, ptrTy, ptrTy, body->getArgument(0),
+                                     ArrayRef<LLVM::GEPArg>{static_cast<int32_t>(i)});
+    callArgs.push_back(LLVM::LoadOp::create(b, loc, ptrTy, slot));
+  }
+  LLVM::CallOp::create(b, loc, ciface, callArgs);
+  LLVM::ReturnOp::create(b, loc, ValueRange{});
+
+  // const char *moe_model_metadata(void)
+  b.setInsertionPointToEnd(module.getBody());
+  auto metadata = LLVM::LLVMFuncOp::create(
+      b, loc, "moe_model_metadata", LLVM::LLVMFunctionType::get(ptrTy, {}));
+  b.setInsertionPointToStart(metadata.addEntryBlock(b));
+  std::string text = moe_rt::serializeModelInfo(info);
+  text.push_back('\0');
+  Value str = LLVM::createGlobalString(loc, b, "moe_model_metadata_text", text,
+                                       LLVM::Linkage::Internal);
+  LLVM::ReturnOp::create(b, loc, str);
+  return success();
+}
+
+LogicalResult emitObjectFile(ModuleOp module, StringRef path, StringRef cpu,
+                             std::string &error) {
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(module, llvmContext);
+  if (!llvmModule) {
+    error = "could not translate the module to LLVM IR";
+    return failure();
+  }
+  llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
+  const llvm::Target *target =
+      llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    return failure();
+  std::string cpuName = cpu == "native" ? llvm::sys::getHostCPUName().str()
+                                        : cpu.str();
+  std::string features;
+  if (cpu == "native") {
+    llvm::SubtargetFeatures f;
+    for (auto &feature : llvm::sys::getHostCPUFeatures())
+      f.AddFeature(feature.first(), feature.second);
+    features = f.getString();
+  }
+  llvm::TargetOptions options;
+  std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
+      triple, cpuName, features, options, llvm::Reloc::PIC_));
+  if (!machine) {
+    error = "no target machine for " + triple.str() + " (" + cpuName + ")";
+    return failure();
+  }
+  llvmModule->setTargetTriple(triple);
+  llvmModule->setDataLayout(machine->createDataLayout());
+  auto optimize = makeOptimizingTransformer(3, 0, machine.get());
+  if (llvm::Error err = optimize(llvmModule.get())) {
+    error = llvm::toString(std::move(err));
+    return failure();
+  }
+  std::error_code ec;
+  llvm::raw_fd_ostream out(path, ec, llvm::sys::fs::OF_None);
+  if (ec) {
+    error = "cannot write " + path.str() + ": " + ec.message();
+    return failure();
+  }
+  llvm::legacy::PassManager codegen;
+  if (machine->addPassesToEmitFile(codegen, out, nullptr,
+                                   llvm::CodeGenFileType::ObjectFile)) {
+    error = "the target cannot emit object files";
+    return failure();
+  }
+  codegen.run(*llvmModule);
+  out.flush();
+  return success();
+}
+
+LogicalResult linkSharedLibrary(StringRef object, StringRef output,
+                                std::string &error) {
+  llvm::ErrorOr<std::string> lld = llvm::sys::findProgramByName("ld.lld");
+  if (!lld) {
+    llvm::ErrorOr<std::string> alt = llvm::sys::findProgramByName(
+        "ld.lld", {"/usr/lib/llvm-22/bin"});
+    if (!alt) {
+      error = "ld.lld not found (install lld)";
+      return failure();
+    }
+    lld = alt;
+  }
+  // libm for the transcendental functions, libc for malloc/free: both are
+  // resolved by the dynamic loader, recorded as DT_NEEDED.
+  SmallVector<StringRef> args = {*lld,       "-shared", "--as-needed",
+                                 "-o",       output,    object,
+                                 "-lm",      "-lc",     "-L/usr/lib/x86_64-linux-gnu",
+                                 "-L/lib/x86_64-linux-gnu"};
+  std::string message;
+  int rc = llvm::sys::ExecuteAndWait(*lld, args, std::nullopt, {}, 0, 0,
+                                     &message);
+  if (rc != 0) {
+    error = "ld.lld failed" + (message.empty() ? "" : ": " + message);
+    return failure();
+  }
+  return success();
+}
+
+static const char *cTypeName(moe_rt::DType dtype) {
+  switch (dtype) {
+  case moe_rt::DType::F32:
+    return "float";
+  case moe_rt::DType::F16:
+  case moe_rt::DType::BF16:
+    return "uint16_t";
+  case moe_rt::DType::I32:
+    return "int32_t";
+  case moe_rt::DType::I64:
+    return "int64_t";
+  case moe_rt::DType::U8:
+  case moe_rt::DType::Bool:
+    return "uint8_t";
+  }
+  return "void";
+}
+
+std::string generateHeader(const moe_rt::ModelInfo &info, StringRef source) {
+  std::ostringstream h;
+  std::string guard = "MOE_MODEL_" + info.entry + "_H";
+  for (char &c : guard)
+    c = std::isalnum(static_cast<unsigned char>(c))
+            ? static_cast<char>(std::toupper(static_cast<unsigned char>(c)))
+            : '_';
+  h << "/* Generated by moe-compile from " << source.str()
+    << ". Do not edit. */\n"
+    << "#ifndef " << guard << "\n#define " << guard << "\n\n"
+    << "#include <stdint.h>\n\n"
+    << "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
+    << "/* A strided buffer of rank R, as MLIR's C interface lays it out.\n"
+    << "   Inputs are read-only for the model; results are allocated by the\n"
+    << "   model with malloc (free `allocated` when done). */\n"
+    << "#define MOE_DESCRIPTOR(R) struct { void *allocated; void *aligned; "
+       "int64_t offset; int64_t sizes[R]; int64_t strides[R]; }\n\n"
+    << "/* Entry point @" << info.entry << ".\n";
+  auto describe = [&](const char *kind, const moe_rt::TensorSpec &s) {
+    h << "     " << kind << ' ' << s.name << ": " << moe_rt::dtypeName(s.dtype)
+      << ' ' << moe_rt::shapeToString(s.shape) << " (" << cTypeName(s.dtype)
+      << " elements)\n";
+  };
+  for (const auto &s : info.inputs)
+    describe("input ", s);
+  for (const auto &s : info.outputs)
+    describe("output", s);
+  h << "   ? is a size chosen at run time. */\n\n"
+    << "/* The ABI: args[0] points to the result descriptors (back to back, "
+       "in\n   output order), then args[1 + i] to the descriptor of input i. "
+       "*/\n"
+    << "void moe_model_invoke(void **args);\n\n"
+    << "/* The same description as text (see moe-mlir/Runtime/ModelInfo.h). "
+       "*/\n"
+    << "const char *moe_model_metadata(void);\n\n";
+  h << "#define MOE_MODEL_NUM_INPUTS " << info.inputs.size() << "\n";
+  h << "#define MOE_MODEL_NUM_OUTPUTS " << info.outputs.size() << "\n";
+  h << "\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n";
+  return h.str();
+}
+
+} // namespace moe_mlir

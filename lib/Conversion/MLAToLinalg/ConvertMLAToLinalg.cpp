@@ -1,0 +1,56 @@
+//===- ConvertMLAToLinalg.cpp - the convert-mla-to-linalg pass ------------===//
+//
+// Part of moe-mlir.
+//
+//===----------------------------------------------------------------------===//
+
+#include "AttentionLowering.h"
+
+#include "moe-mlir/Conversion/Passes.h"
+#include "moe-mlir/Dialect/MLA/IR/MLA.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
+
+namespace moe_mlir {
+#define GEN_PASS_DEF_CONVERTMLATOLINALG
+#include "moe-mlir/Conversion/Passes.h.inc"
+} // namespace moe_mlir
+
+using namespace mlir;
+using namespace moe_mlir;
+
+namespace {
+struct LowerAttention : OpRewritePattern<mla::AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(mla::AttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    return lowering::mla::lowerAttention(op, rewriter);
+  }
+};
+
+struct ConvertMLAToLinalgPass
+    : moe_mlir::impl::ConvertMLAToLinalgBase<ConvertMLAToLinalgPass> {
+  void runOnOperation() override {
+    RewritePatternSet patterns(&getContext());
+    populateMLAToLinalgPatterns(patterns);
+    walkAndApplyPatterns(getOperation(), std::move(patterns));
+    WalkResult left = getOperation()->walk([](Operation *op) {
+      if (isa<mla::MLADialect>(op->getDialect())) {
+        op->emitOpError("could not be lowered to linalg");
+        return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    if (left.wasInterrupted())
+      signalPassFailure();
+  }
+};
+} // namespace
+
+void moe_mlir::populateMLAToLinalgPatterns(RewritePatternSet &patterns) {
+  patterns.add<LowerAttention>(patterns.getContext());
+}

@@ -1,0 +1,218 @@
+//===- RopeNorm.cpp - RoPE, RMSNorm and per-head contractions -------------===//
+//
+// Part of moe-mlir.
+//
+// The pieces of the mla.attention lowering that do not depend on the op:
+// the RoPE frequencies (evaluated here, in f64, from the attributes), the
+// cos/sin tables at the dynamic positions, the rotation of the rope pairs,
+// RMSNorm and contractions that read one piece of every head out of a
+// head-major weight.
+//
+//===----------------------------------------------------------------------===//
+
+#include "../Utils/LoweringUtils.h"
+#include "AttentionLowering.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/AffineMap.h"
+#include "mlir/IR/BuiltinAttributes.h"
+
+#include <algorithm>
+#include <cmath>
+
+using namespace mlir;
+using moe_mlir::mla::YarnAttr;
+
+namespace moe_mlir::lowering::mla {
+
+namespace {
+using utils::IteratorType;
+constexpr IteratorType kPar = IteratorType::parallel;
+constexpr IteratorType kRed = IteratorType::reduction;
+} // namespace
+
+SmallVector<double> ropeFrequencies(int64_t ropeDim, double theta,
+                                    YarnAttr yarn) {
+  auto d = static_cast<double>(ropeDim);
+  SmallVector<double> freqs;
+  for (int64_t i = 0; i < ropeDim / 2; ++i)
+    freqs.push_back(std::pow(theta, -2.0 * static_cast<double>(i) / d));
+  if (!yarn)
+    return freqs;
+
+  // YaRN (#mla.yarn): blend the interpolated frequencies f / factor (low
+  // frequencies) with the extrapolated ones f (high frequencies) along a
+  // linear ramp between the correction dimensions of beta_fast and
+  // beta_slow.
+  double factor = yarn.getFactor().convertToDouble();
+  auto original = static_cast<double>(yarn.getOriginalMaxPositionEmbeddings());
+  auto correction = [&](double beta) {
+    return d * std::log(original / (2.0 * M_PI * beta)) /
+           (2.0 * std::log(theta));
+  };
+  double low = std::max(
+      std::floor(correction(yarn.getBetaFast().convertToDouble())), 0.0);
+  double high = std::min(
+      std::ceil(correction(yarn.getBetaSlow().convertToDouble())), d - 1.0);
+  if (high == low)
+    high += 0.001;
+  for (auto [i, f] : llvm::enumerate(freqs)) {
+    double ramp =
+        std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
+    f = (f / factor) * ramp + f * (1.0 - ramp);
+  }
+  return freqs;
+}
+
+double ropeCosSinFactor(YarnAttr yarn) {
+  if (!yarn)
+    return 1.0;
+  double factor = yarn.getFactor().convertToDouble();
+  double mscale = yarn.getMscale().convertToDouble();
+  double mscaleAllDim = yarn.getMscaleAllDim().convertToDouble();
+  if (mscale != 0.0 && mscaleAllDim != 0.0)
+    return moe_mlir::mla::yarnMscale(factor, mscale) /
+           moe_mlir::mla::yarnMscale(factor, mscaleAllDim);
+  return moe_mlir::mla::yarnMscale(factor, 1.0);
+}
+
+std::pair<Value, Value> ropeTables(OpBuilder &b, Location loc, Value past,
+                                   OpFoldResult tokens, ArrayRef<double> freqs,
+                                   double factor) {
+  MLIRContext *ctx = b.getContext();
+  Type f32 = b.getF32Type(), f64 = b.getF64Type();
+  auto half = static_cast<int64_t>(freqs.size());
+  auto freqType = RankedTensorType::get({half}, f64);
+  Value freqConst = arith::ConstantOp::create(
+      b, loc, cast<TypedAttr>(DenseElementsAttr::get(freqType, freqs)));
+
+  SmallVector<OpFoldResult> sizes = {tokens, b.getIndexAttr(half)};
+  Value cosInit = emptyTensor(b, loc, sizes, f32);
+  Value sinInit = emptyTensor(b, loc, sizes, f32);
+  AffineExpr s, i;
+  bindDims(ctx, s, i);
+  AffineMap id = b.getMultiDimIdentityMap(2);
+  AffineMap column = AffineMap::get(2, 0, {i}, ctx);
+  ValueRange tables = generic(
+      b, loc, freqConst, ValueRange{cosInit, sinInit}, {column, id, id},
+      {kPar, kPar}, [&](OpBuilder &nb, Location l, ValueRange args) {
+        // The position P + s, exact in f64 for any realistic index.
+        Value row = linalg::IndexOp::create(nb, l, 0);
+        Value position = arith::AddIOp::create(nb, l, past, row);
+        Value asInt =
+            arith::IndexCastOp::create(nb, l, nb.getI64Type(), position);
+        Value asFloat = arith::SIToFPOp::create(nb, l, f64, asInt);
+        Value angle = arith::MulFOp::create(nb, l, asFloat, args[0]);
+        Value c = math::CosOp::create(nb, l, angle);
+        Value sn = math::SinOp::create(nb, l, angle);
+        if (factor != 1.0) {
+          Value m =
+              arith::ConstantOp::create(nb, l, f64, nb.getF64FloatAttr(factor));
+          c = arith::MulFOp::create(nb, l, c, m);
+          sn = arith::MulFOp::create(nb, l, sn, m);
+        }
+        yieldOp(nb, l,
+                ValueRange{arith::TruncFOp::create(nb, l, f32, c),
+                           arith::TruncFOp::create(nb, l, f32, sn)});
+      });
+  return {tables[0], tables[1]};
+}
+
+std::pair<Value, Value> rotatePairs(OpBuilder &b, Location loc, Value first,
+                                    Value second, Value cos, Value sin,
+                                    Type elementType) {
+  MLIRContext *ctx = b.getContext();
+  auto rank = cast<RankedTensorType>(first.getType()).getRank();
+  SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, first);
+  Value firstInit = emptyTensor(b, loc, sizes, elementType);
+  Value secondInit = emptyTensor(b, loc, sizes, elementType);
+  AffineMap id = b.getMultiDimIdentityMap(rank);
+  AffineMap table = AffineMap::get(
+      rank, 0, {getAffineDimExpr(0, ctx), getAffineDimExpr(rank - 1, ctx)},
+      ctx);
+  SmallVector<IteratorType> iterators(rank, kPar);
+  ValueRange rotated =
+      generic(b, loc, ValueRange{first, second, cos, sin},
+              ValueRange{firstInit, secondInit}, {id, id, table, table, id, id},
+              iterators, [&](OpBuilder &nb, Location l, ValueRange args) {
+                Value x = toF32(nb, l, args[0]), y = toF32(nb, l, args[1]);
+                Value c = args[2], s = args[3];
+                Value xc = arith::MulFOp::create(nb, l, x, c);
+                Value ys = arith::MulFOp::create(nb, l, y, s);
+                Value yc = arith::MulFOp::create(nb, l, y, c);
+                Value xs = arith::MulFOp::create(nb, l, x, s);
+                Value r0 = arith::SubFOp::create(nb, l, xc, ys);
+                Value r1 = arith::AddFOp::create(nb, l, yc, xs);
+                yieldOp(nb, l,
+                        ValueRange{fromF32(nb, l, r0, elementType),
+                                   fromF32(nb, l, r1, elementType)});
+              });
+  return {rotated[0], rotated[1]};
+}
+
+Value rmsNorm(OpBuilder &b, Location loc, Value x, Value weight, float eps) {
+  MLIRContext *ctx = b.getContext();
+  Type f32 = b.getF32Type();
+  AffineExpr m, r;
+  bindDims(ctx, m, r);
+  AffineMap id = b.getMultiDimIdentityMap(2);
+  AffineMap row = AffineMap::get(2, 0, {m}, ctx);
+  AffineMap column = AffineMap::get(2, 0, {r}, ctx);
+
+  // Σ_r x² per row, in f32.
+  Value sumInit = filledTensor(b, loc, {tensor::getMixedSize(b, loc, x, 0)},
+                               f32, f32Const(b, loc, 0.0));
+  Value sumSquares =
+      generic(b, loc, x, sumInit, {id, row}, {kPar, kRed},
+              [](OpBuilder &nb, Location l, ValueRange args) {
+                Value v = toF32(nb, l, args[0]);
+                Value sq = arith::MulFOp::create(nb, l, v, v);
+                yieldOp(nb, l, arith::AddFOp::create(nb, l, args[1], sq));
+              })[0];
+
+  // The width R as an f32 (dynamic when the norm weight is).
+  Value width = arith::SIToFPOp::create(
+      b, loc, f32,
+      arith::IndexCastOp::create(b, loc, b.getI64Type(),
+                                 dimValue(b, loc, x, 1)));
+  Value epsilon = f32Const(b, loc, eps);
+  Value init = emptyTensor(b, loc, mixedSizes(b, loc, x), f32);
+  return generic(b, loc, ValueRange{x, sumSquares, weight}, init,
+                 {id, row, column, id}, {kPar, kPar},
+                 [&](OpBuilder &nb, Location l, ValueRange args) {
+                   Value mean = arith::DivFOp::create(nb, l, args[1], width);
+                   Value root = math::SqrtOp::create(
+                       nb, l, arith::AddFOp::create(nb, l, mean, epsilon));
+                   Value scaled = arith::MulFOp::create(
+                       nb, l, toF32(nb, l, args[2]), toF32(nb, l, args[0]));
+                   yieldOp(nb, l, arith::DivFOp::create(nb, l, scaled, root));
+                 })[0];
+}
+
+Value headContraction(OpBuilder &b, Location loc, Value a, Value w,
+                      int64_t heads, int64_t headStride, int64_t offset,
+                      int64_t width, int64_t elementStride) {
+  MLIRContext *ctx = b.getContext();
+  Type f32 = b.getF32Type();
+  SmallVector<OpFoldResult> sizes = {tensor::getMixedSize(b, loc, a, 0),
+                                     b.getIndexAttr(heads),
+                                     b.getIndexAttr(width)};
+  Value init = filledTensor(b, loc, sizes, f32, f32Const(b, loc, 0.0));
+  AffineExpr m, n, e, k;
+  bindDims(ctx, m, n, e, k);
+  AffineExpr weightRow = n * headStride + offset + e * elementStride;
+  SmallVector<AffineMap> maps = {AffineMap::get(4, 0, {m, k}, ctx),
+                                 AffineMap::get(4, 0, {weightRow, k}, ctx),
+                                 AffineMap::get(4, 0, {m, n, e}, ctx)};
+  return generic(b, loc, ValueRange{a, w}, init, maps, {kPar, kPar, kPar, kRed},
+                 [](OpBuilder &nb, Location l, ValueRange args) {
+                   Value p = arith::MulFOp::create(nb, l, toF32(nb, l, args[0]),
+                                                   toF32(nb, l, args[1]));
+                   yieldOp(nb, l, arith::AddFOp::create(nb, l, args[2], p));
+                 })[0];
+}
+
+} // namespace moe_mlir::lowering::mla

@@ -1,0 +1,210 @@
+// RUN: moe-opt %s --split-input-file --convert-mla-to-linalg | FileCheck %s
+// RUN: moe-opt %s --split-input-file --moe-cpu-pipeline | FileCheck %s --check-prefix=LLVM
+// RUN: moe-opt %moe_src/examples/mla_prefill_decode.mlir --convert-mla-to-linalg | FileCheck %s --check-prefix=V3
+// Structure of the lowering; the numbers are checked end to end against the
+// reference in test/Integration (test_mla.py).
+
+// Decode of one token against a dynamic cache of P tokens; q_proj, the rope
+// pairs interleaved. Sizes: H = 16, N = 2, D_n = 4, D_r = 4, D_v = 3,
+// R_kv = 6.
+// The per-head pieces are read out of the head-major weights by the
+// indexing maps: q_nope rows h*8 + d, the rope pairs h*8 + 4 + 2i and
+// h*8 + 5 + 2i; k_nope rows h*7 + d and v rows h*7 + 4 + d of kv_b_proj; the
+// heads of o concatenated for o_proj.
+// CHECK-DAG:   #[[$QNOPE:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2, d3)>
+// CHECK-DAG:   #[[$QA:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2 * 2 + 4, d3)>
+// CHECK-DAG:   #[[$QB:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2 * 2 + 5, d3)>
+// CHECK-DAG:   #[[$KNOPE:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 7 + d2, d3)>
+// CHECK-DAG:   #[[$V:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 7 + d2 + 4, d3)>
+// CHECK-DAG:   #[[$O:.+]] = affine_map<(d0, d1, d2, d3) -> (d1, d2 * 3 + d3)>
+// CHECK-LABEL: func.func @decode
+// CHECK-SAME:    %[[X:[a-z0-9]+]]: tensor<1x16xf32>, %[[CKV:[a-z0-9]+]]: tensor<?x6xf32>, %[[KR:[a-z0-9]+]]: tensor<?x4xf32>
+// CHECK-NOT:   mla.
+// CHECK:       %[[P:.+]] = tensor.dim %[[CKV]], %{{.+}} : tensor<?x6xf32>
+// Query: q_nope [S, N, D_n] and the two components of the rope pairs.
+// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QNOPE]], #{{.+}}], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+// CHECK-SAME:    outs(%{{.+}} : tensor<1x2x4xf32>)
+// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QA]], #{{.+}}]
+// CHECK-SAME:    outs(%{{.+}} : tensor<1x2x2xf32>)
+// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QB]], #{{.+}}]
+// Latent: kv_a_proj, RMSNorm of c, the strided rope pairs of k_r.
+// CHECK:       %[[KV:.+]] = linalg.generic {{.*}} outs(%{{.+}} : tensor<1x10xf32>)
+// CHECK:       math.sqrt
+// CHECK:       tensor.extract_slice %[[KV]][0, 6] [1, 2] [1, 2]
+// CHECK:       tensor.extract_slice %[[KV]][0, 7] [1, 2] [1, 2]
+// RoPE tables: frequencies θ^(-2i/D_r) as an f64 constant, the angles at
+// P + s in f64, cos and sin rounded once to f32.
+// CHECK:       arith.constant dense<[1.000000e+00, 1.000000e-02]> : tensor<2xf64>
+// CHECK:       linalg.generic
+// CHECK:         %[[S:.+]] = linalg.index 0
+// CHECK:         %[[POS:.+]] = arith.addi %[[P]], %[[S]]
+// CHECK:         %[[POSI:.+]] = arith.index_cast %[[POS]] : index to i64
+// CHECK:         %[[POSF:.+]] = arith.sitofp %[[POSI]] : i64 to f64
+// CHECK:         %[[ANGLE:.+]] = arith.mulf %[[POSF]], %{{.+}} : f64
+// CHECK:         math.cos %[[ANGLE]] : f64
+// CHECK:         math.sin %[[ANGLE]] : f64
+// CHECK:         arith.truncf {{.*}} : f64 to f32
+// Rotations of q's and k's pairs: (a cos - b sin, b cos + a sin).
+// CHECK:       linalg.generic
+// CHECK:         arith.subf
+// CHECK:         arith.addf
+// CHECK:         linalg.yield
+// CHECK:       linalg.generic
+// The caches: the P old rows, then the new ones at row P; the rotated k
+// rope in the halves layout.
+// CHECK:       %[[C0:.+]] = tensor.insert_slice %[[CKV]] into %{{.+}}[0, 0]
+// CHECK:       %[[CALL:.+]] = tensor.insert_slice %{{.+}} into %[[C0]][%[[P]], 0] [1, 6] [1, 1]
+// CHECK:       %[[K0:.+]] = tensor.insert_slice %[[KR]] into %{{.+}}[0, 0]
+// CHECK:       %[[K1:.+]] = tensor.insert_slice %{{.+}} into %[[K0]][%[[P]], 0] [1, 2] [1, 1]
+// CHECK:       %[[KALL:.+]] = tensor.insert_slice %{{.+}} into %[[K1]][%[[P]], 2] [1, 2] [1, 1]
+// Expansion of every cached and new latent.
+// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$KNOPE]], #{{.+}}], {{.*}} ins(%[[CALL]]
+// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$V]], #{{.+}}], {{.*}} ins(%[[CALL]]
+// Scores [N, S, P+S]: nope part, then the rope part on the cached halves.
+// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<2x1x?xf32>)
+// CHECK:       tensor.extract_slice %[[KALL]][0, 0]
+// CHECK:       tensor.extract_slice %[[KALL]][0, 2]
+// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<2x1x?xf32>)
+// Causal softmax: key j visible to token s when j <= P + s.
+// CHECK:       arith.constant 0.353553385 : f32
+// CHECK:       arith.constant 0xFF800000 : f32
+// CHECK:       linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]
+// CHECK:         arith.cmpi sle
+// CHECK:         arith.maximumf
+// CHECK:         arith.select
+// CHECK:       linalg.generic
+// CHECK:         arith.cmpi sle
+// CHECK:         math.exp
+// CHECK:         arith.select
+// CHECK:       linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]
+// Weighted sum of v, divided by the softmax denominator, output projection.
+// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<1x2x3xf32>)
+// CHECK:       arith.divf
+// CHECK:       %[[OUT:.+]] = linalg.generic {indexing_maps = [#{{.+}}, #[[$O]], #{{.+}}], iterator_types = ["parallel", "parallel", "reduction", "reduction"]}
+// CHECK-NOT:   mla.
+// CHECK:       return %[[OUT]], %[[CALL]], %[[KALL]]
+// LLVM-LABEL:  llvm.func @decode
+// LLVM-NOT:    mla.
+// LLVM:        llvm.return
+func.func @decode(%x: tensor<1x16xf32>, %ckv: tensor<?x6xf32>, %kr: tensor<?x4xf32>,
+                  %wq: tensor<16x16xf32>, %wkva: tensor<10x16xf32>, %kvn: tensor<6xf32>,
+                  %wkvb: tensor<14x6xf32>, %wo: tensor<16x6xf32>)
+    -> (tensor<1x16xf32>, tensor<?x6xf32>, tensor<?x4xf32>) {
+  %out, %c, %k = mla.attention %x cache(%ckv, %kr) q(%wq) kv(%wkva, %kvn, %wkvb) o(%wo)
+      {num_heads = 2 : i64, qk_nope_head_dim = 4 : i64, qk_rope_head_dim = 4 : i64,
+       v_head_dim = 3 : i64, rope_interleave}
+      : (tensor<1x16xf32>, tensor<?x6xf32>, tensor<?x4xf32>, tensor<16x16xf32>,
+         tensor<10x16xf32>, tensor<6xf32>, tensor<14x6xf32>, tensor<16x6xf32>)
+      -> (tensor<1x16xf32>, tensor<?x6xf32>, tensor<?x4xf32>)
+  return %out, %c, %k : tensor<1x16xf32>, tensor<?x6xf32>, tensor<?x4xf32>
+}
+
+// -----
+
+// Prefill of a dynamic S tokens into an empty bf16 cache, q LoRA, bf16
+// weights and activations, YaRN, the rope pairs in halves.
+// CHECK-DAG:   #[[$QA2:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2 + 4, d3)>
+// CHECK-DAG:   #[[$QB2:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2 + 6, d3)>
+// CHECK-LABEL: func.func @prefill
+// CHECK-NOT:   mla.
+// q LoRA: q_a_proj, RMSNorm (eps 1e-5, over R_q = 5) with the bf16 norm
+// weight, then q_b_proj.
+// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<?x5xf32>)
+// CHECK:       arith.constant 9.99999974E-6 : f32
+// CHECK:       linalg.generic
+// CHECK:         arith.divf
+// CHECK:         math.sqrt
+// CHECK:         arith.extf %{{.+}} : bf16 to f32
+// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QA2]], #{{.+}}]
+// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QB2]], #{{.+}}]
+// The rope pairs of k_r in halves: columns R_kv + i and R_kv + 2 + i.
+// CHECK:       tensor.extract_slice %{{.+}}[0, 6] [%{{.+}}, 2] [1, 1]
+// CHECK:       tensor.extract_slice %{{.+}}[0, 8] [%{{.+}}, 2] [1, 1]
+// YaRN: f_1 = 0.01 / 40 · 0.5 + 0.01 · 0.5 (ramp 0.5 between dims 0 and 2);
+// cos and sin times m(40, 1) / m(40, 0.5).
+// CHECK:       arith.constant dense<[1.000000e+00, 5.125000e-03]> : tensor<2xf64>
+// CHECK:       math.cos
+// CHECK:       math.sin
+// CHECK:       arith.constant 1.15572199{{[0-9]*}} : f64
+// CHECK:       arith.truncf {{.*}} : f64 to f32
+// The new k rope rows rounded to the bf16 cache in the rotation, the new
+// c_kv rows rounded too.
+// CHECK:       linalg.generic
+// CHECK:         linalg.yield {{.*}} : f32, f32
+// CHECK:       linalg.generic
+// CHECK:         arith.truncf {{.*}} : f32 to bf16
+// CHECK:         arith.truncf {{.*}} : f32 to bf16
+// CHECK:         linalg.yield {{.*}} : bf16, bf16
+// CHECK:       tensor.insert_slice {{.*}} : tensor<0x6xbf16> into tensor<?x6xbf16>
+// CHECK:       arith.truncf {{.*}} : f32 to bf16
+// CHECK:       tensor.insert_slice {{.*}} : tensor<?x6xbf16> into tensor<?x6xbf16>
+// The softmax scale: 8^-0.5 · m(40, 0.5)².
+// CHECK:       arith.constant 0.496002{{[0-9]*}} : f32
+// CHECK:       math.exp
+// The output rounded once to bf16.
+// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<?x16xf32>)
+// CHECK:       linalg.generic
+// CHECK:         arith.truncf {{.*}} : f32 to bf16
+// CHECK:       } -> tensor<?x16xbf16>
+// CHECK-NOT:   mla.
+// CHECK:       return
+// LLVM-LABEL:  llvm.func @prefill
+// LLVM-NOT:    mla.
+// LLVM:        llvm.return
+func.func @prefill(%x: tensor<?x16xbf16>, %wqa: tensor<5x16xbf16>, %qn: tensor<5xbf16>,
+                   %wqb: tensor<16x5xbf16>, %wkva: tensor<10x16xbf16>, %kvn: tensor<6xbf16>,
+                   %wkvb: tensor<14x6xbf16>, %wo: tensor<16x6xbf16>)
+    -> (tensor<?x16xbf16>, tensor<?x6xbf16>, tensor<?x4xbf16>) {
+  %ckv = tensor.empty() : tensor<0x6xbf16>
+  %kr = tensor.empty() : tensor<0x4xbf16>
+  %out, %c, %k = mla.attention %x cache(%ckv, %kr) q_lora(%wqa, %qn, %wqb)
+      kv(%wkva, %kvn, %wkvb) o(%wo)
+      {num_heads = 2 : i64, qk_nope_head_dim = 4 : i64, qk_rope_head_dim = 4 : i64,
+       v_head_dim = 3 : i64, rms_norm_eps = 1.0e-5 : f32,
+       yarn = #mla.yarn<factor = 40.0, original_max_position_embeddings = 4096,
+                        mscale = 1.0, mscale_all_dim = 0.5>}
+      : (tensor<?x16xbf16>, tensor<0x6xbf16>, tensor<0x4xbf16>, tensor<5x16xbf16>,
+         tensor<5xbf16>, tensor<16x5xbf16>, tensor<10x16xbf16>, tensor<6xbf16>,
+         tensor<14x6xbf16>, tensor<16x6xbf16>)
+      -> (tensor<?x16xbf16>, tensor<?x6xbf16>, tensor<?x4xbf16>)
+  return %out, %c, %k : tensor<?x16xbf16>, tensor<?x6xbf16>, tensor<?x4xbf16>
+}
+
+// -----
+
+// An explicit softmax_scale is used as given, YaRN or not; every size but
+// the head dimensions dynamic.
+// CHECK-LABEL: func.func @explicit_scale
+// CHECK-NOT:   mla.
+// CHECK:       arith.constant 1.250000e-01 : f32
+// CHECK:       math.exp
+// CHECK:       return
+// LLVM-LABEL:  llvm.func @explicit_scale
+func.func @explicit_scale(%x: tensor<?x?xf32>, %ckv: tensor<?x?xf32>, %kr: tensor<?x4xf32>,
+                          %wq: tensor<?x?xf32>, %wkva: tensor<?x?xf32>, %kvn: tensor<?xf32>,
+                          %wkvb: tensor<?x?xf32>, %wo: tensor<?x?xf32>)
+    -> (tensor<?x?xf32>, tensor<?x?xf32>, tensor<?x4xf32>) {
+  %out, %c, %k = mla.attention %x cache(%ckv, %kr) q(%wq) kv(%wkva, %kvn, %wkvb) o(%wo)
+      {num_heads = 2 : i64, qk_nope_head_dim = 4 : i64, qk_rope_head_dim = 4 : i64,
+       v_head_dim = 3 : i64, softmax_scale = 0.125 : f32,
+       yarn = #mla.yarn<factor = 4.0, original_max_position_embeddings = 64,
+                        mscale_all_dim = 1.0>}
+      : (tensor<?x?xf32>, tensor<?x?xf32>, tensor<?x4xf32>, tensor<?x?xf32>,
+         tensor<?x?xf32>, tensor<?xf32>, tensor<?x?xf32>, tensor<?x?xf32>)
+      -> (tensor<?x?xf32>, tensor<?x?xf32>, tensor<?x4xf32>)
+  return %out, %c, %k : tensor<?x?xf32>, tensor<?x?xf32>, tensor<?x4xf32>
+}
+
+// DeepSeek-V3's sizes (the example): 128 heads of 128 + 64 query dims, the
+// rope pairs interleaved, kv_b_proj rows of 128 + 128 per head; YaRN's 32
+// frequencies.
+// V3:      affine_map<(d0, d1, d2, d3) -> (d1 * 192 + d2 * 2 + 128, d3)>
+// V3:      affine_map<(d0, d1, d2, d3) -> (d1 * 192 + d2 * 2 + 129, d3)>
+// V3:      affine_map<(d0, d1, d2, d3) -> (d1 * 256 + d2 + 128, d3)>
+// V3:      affine_map<(d0, d1, d2, d3) -> (d1, d2 * 128 + d3)>
+// V3-LABEL: func.func @mla_prefill
+// V3-NOT:  mla.
+// V3:      arith.constant dense<{{.*}}> : tensor<32xf64>
+// V3-LABEL: func.func @mla_decode
+// V3-NOT:  mla.
+// V3:      return

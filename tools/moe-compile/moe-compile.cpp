@@ -1,0 +1,138 @@
+//===- moe-compile.cpp - compile a model ahead of time --------------------===//
+//
+// Part of moe-mlir.
+//
+// moe-compile MODEL.mlir -o model.so [--header model.h] [--entry NAME]
+//             [--cpu native|NAME] [--emit so|obj|llvm-dialect]
+//
+// Lowers the model for the CPU and writes a shared library that exports the
+// moe-mlir model ABI (moe-mlir/Runtime/Invoke.h): it needs no LLVM or MLIR
+// library at run time, only libc and libm. Weights are the entry's
+// arguments, bound by name when the model is run (moe-run maps them from
+// safetensors files), so they are never baked into the code; constants
+// written in the MLIR are embedded.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Compiler/Compiler.h"
+#include "moe-mlir/InitAll.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"),
+                                      cl::Required);
+static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
+                                       cl::value_desc("model.so"),
+                                       cl::Required);
+static cl::opt<std::string> headerFile("header",
+                                       cl::desc("Also write a C header"),
+                                       cl::value_desc("model.h"));
+static cl::opt<std::string> entryName("entry",
+                                      cl::desc("The function to compile"));
+static cl::opt<std::string>
+    cpu("cpu", cl::desc("Target CPU: native (the host, default) or an LLVM "
+                        "CPU name such as x86-64-v3"),
+        cl::init("native"));
+enum class Emit { SharedLibrary, Object, LLVMDialect };
+static cl::opt<Emit> emit(
+    "emit", cl::desc("What to write"), cl::init(Emit::SharedLibrary),
+    cl::values(clEnumValN(Emit::SharedLibrary, "so", "a shared library"),
+               clEnumValN(Emit::Object, "obj", "a relocatable object file"),
+               clEnumValN(Emit::LLVMDialect, "llvm-dialect",
+                          "the lowered module in the LLVM dialect")));
+
+[[noreturn]] static void fail(const llvm::Twine &message) {
+  llvm::errs() << "moe-compile: " << message << "\n";
+  std::exit(1);
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv, "moe-mlir ahead-of-time compiler\n");
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  moe_mlir::registerAllDialects(registry);
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  registerAllPasses();
+  moe_mlir::registerAllPasses();
+  MLIRContext context(registry);
+
+  std::string error;
+  auto file = openInputFile(inputFile, &error);
+  if (!file)
+    fail(error);
+  llvm::SourceMgr sourceMgr;
+  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  if (!module)
+    fail("could not parse " + inputFile);
+
+  FailureOr<moe_rt::ModelInfo> info =
+      moe_mlir::prepareEntry(*module, entryName);
+  if (failed(info))
+    fail("no entry point to compile in " + inputFile);
+  if (failed(moe_mlir::lowerForCpu(*module)))
+    fail("could not lower " + inputFile + " for the CPU");
+  if (failed(moe_mlir::addModelAbi(*module, *info)))
+    fail("could not add the model ABI");
+
+  if (emit == Emit::LLVMDialect) {
+    auto out = openOutputFile(outputFile, &error);
+    if (!out)
+      fail(error);
+    module->print(out->os());
+    out->keep();
+    return 0;
+  }
+
+  // The object goes next to the output; a failure leaves neither behind.
+  std::string object = emit == Emit::Object ? outputFile : outputFile + ".o";
+  if (failed(moe_mlir::emitObjectFile(*module, object, cpu, error))) {
+    llvm::sys::fs::remove(object);
+    fail(error);
+  }
+  if (emit == Emit::SharedLibrary) {
+    std::string partial = outputFile + ".partial";
+    bool linked =
+        succeeded(moe_mlir::linkSharedLibrary(object, partial, error));
+    llvm::sys::fs::remove(object);
+    if (!linked) {
+      llvm::sys::fs::remove(partial);
+      fail(error);
+    }
+    if (std::error_code ec = llvm::sys::fs::rename(partial, outputFile))
+      fail("cannot write " + outputFile + ": " + ec.message());
+  }
+  if (!headerFile.empty()) {
+    auto out = openOutputFile(headerFile, &error);
+    if (!out)
+      fail(error);
+    out->os() << moe_mlir::generateHeader(*info,
+                                          llvm::sys::path::filename(inputFile));
+    out->keep();
+  }
+  return 0;
+}
