@@ -31,6 +31,7 @@ static constexpr llvm::StringLiteral kCpuPipeline =
     "expand-strided-metadata,"
     "lower-affine,"
     "convert-scf-to-cf,"
+    "convert-vector-to-llvm,"
     "convert-to-llvm,"
     "reconcile-unrealized-casts)";
 

@@ -112,6 +112,8 @@ Value convertTensor(OpBuilder &b, Location loc, Value t, Type elementType) {
 }
 
 Value contractTransposedB(OpBuilder &b, Location loc, Value a, Value bt) {
+  if (canVectorizeContraction(a, bt))
+    return contractTransposedBVectorized(b, loc, a, bt);
   Type f32 = b.getF32Type();
   SmallVector<OpFoldResult> sizes = {tensor::getMixedSize(b, loc, a, 0),
                                      tensor::getMixedSize(b, loc, bt, 0)};

@@ -67,6 +67,12 @@ mlir::Value convertTensor(mlir::OpBuilder &b, mlir::Location loc,
                           mlir::Value t, mlir::Type elementType);
 
 /// C[n, m] = Σ_k f32(A[n, k]) · f32(B[m, k]) in f32 (B in nn.Linear layout).
+/// The register-tiled vector kernel for contractTransposedB (Contraction.cpp),
+/// usable when B's sizes are static and k is a multiple of the vector width.
+bool canVectorizeContraction(mlir::Value a, mlir::Value bt);
+mlir::Value contractTransposedBVectorized(mlir::OpBuilder &b, mlir::Location loc,
+                                          mlir::Value a, mlir::Value bt);
+
 mlir::Value contractTransposedB(mlir::OpBuilder &b, mlir::Location loc,
                                 mlir::Value a, mlir::Value bt);
 

@@ -27,8 +27,10 @@
 // CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QA]], #{{.+}}]
 // CHECK-SAME:    outs(%{{.+}} : tensor<1x2x2xf32>)
 // CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QB]], #{{.+}}]
-// Latent: kv_a_proj, RMSNorm of c, the strided rope pairs of k_r.
-// CHECK:       %[[KV:.+]] = linalg.generic {{.*}} outs(%{{.+}} : tensor<1x10xf32>)
+// Latent: kv_a_proj (the register-tiled vector contraction, K = 16),
+// RMSNorm of c, the strided rope pairs of k_r.
+// CHECK:       %[[KV:.+]] = scf.for
+// CHECK:         vector.fma
 // CHECK:       math.sqrt
 // CHECK:       tensor.extract_slice %[[KV]][0, 6] [1, 2] [1, 2]
 // CHECK:       tensor.extract_slice %[[KV]][0, 7] [1, 2] [1, 2]
@@ -109,7 +111,8 @@ func.func @decode(%x: tensor<1x16xf32>, %ckv: tensor<?x6xf32>, %kr: tensor<?x4xf
 // CHECK-NOT:   mla.
 // q LoRA: q_a_proj, RMSNorm (eps 1e-5, over R_q = 5) with the bf16 norm
 // weight, then q_b_proj.
-// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<?x5xf32>)
+// CHECK:       scf.for
+// CHECK:         vector.fma
 // CHECK:       arith.constant 9.99999974E-6 : f32
 // CHECK:       linalg.generic
 // CHECK:         arith.divf
