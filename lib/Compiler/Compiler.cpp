@@ -186,6 +186,57 @@ LogicalResult addModelAbi(ModuleOp module, const moe_rt::ModelInfo &info) {
   LLVM::CallOp::create(b, loc, ciface, callArgs);
   LLVM::ReturnOp::create(b, loc, ValueRange{});
 
+  // The thread pool hook. moe_parallel_dispatch(task, closure, n), called by
+  // the loops moe-outline-parallel-loops outlined, hands the n iterations to
+  // the pool installed by moe_model_set_parallel_for(pool), or runs them
+  // here when there is none.
+  if (auto decl = module.lookupSymbol<LLVM::LLVMFuncOp>("moe_parallel_dispatch");
+      decl && decl.isExternal()) {
+    auto i64 = b.getI64Type();
+    b.setInsertionPointToEnd(module.getBody());
+    auto pool = LLVM::GlobalOp::create(b, loc, ptrTy, /*isConstant=*/false,
+                                       LLVM::Linkage::Internal,
+                                       "moe_parallel_pool", Attribute());
+    {
+      Block *init = b.createBlock(&pool.getInitializerRegion());
+      b.setInsertionPointToStart(init);
+      LLVM::ReturnOp::create(b, loc, LLVM::ZeroOp::create(b, loc, ptrTy).getResult());
+    }
+    b.setInsertionPointToEnd(module.getBody());
+    auto setter = LLVM::LLVMFuncOp::create(
+        b, loc, "moe_model_set_parallel_for",
+        LLVM::LLVMFunctionType::get(voidTy, {ptrTy}));
+    Block *sb = setter.addEntryBlock(b);
+    b.setInsertionPointToStart(sb);
+    Value addr = LLVM::AddressOfOp::create(b, loc, pool);
+    LLVM::StoreOp::create(b, loc, sb->getArgument(0), addr);
+    LLVM::ReturnOp::create(b, loc, ValueRange{});
+
+    // Define the declared dispatch.
+    Block *db = decl.addEntryBlock(b);
+    decl.setLinkage(LLVM::Linkage::Internal);
+    b.setInsertionPointToStart(db);
+    Value task = db->getArgument(0), closure = db->getArgument(1),
+          n = db->getArgument(2);
+    Value poolFn = LLVM::LoadOp::create(
+        b, loc, ptrTy, LLVM::AddressOfOp::create(b, loc, pool));
+    Value none = LLVM::ICmpOp::create(b, loc, LLVM::ICmpPredicate::eq, poolFn,
+                                      LLVM::ZeroOp::create(b, loc, ptrTy));
+    Block *serial = b.createBlock(&decl.getBody());
+    Block *pooled = b.createBlock(&decl.getBody());
+    b.setInsertionPointToEnd(db);
+    LLVM::CondBrOp::create(b, loc, none, serial, pooled);
+    b.setInsertionPointToStart(serial);
+    auto taskType = LLVM::LLVMFunctionType::get(voidTy, {ptrTy, i64, i64});
+    Value zero = LLVM::ConstantOp::create(b, loc, i64, b.getI64IntegerAttr(0));
+    LLVM::CallOp::create(b, loc, taskType, ValueRange{task, closure, zero, n});
+    LLVM::ReturnOp::create(b, loc, ValueRange{});
+    b.setInsertionPointToStart(pooled);
+    auto poolType = LLVM::LLVMFunctionType::get(voidTy, {ptrTy, ptrTy, i64});
+    LLVM::CallOp::create(b, loc, poolType, ValueRange{poolFn, task, closure, n});
+    LLVM::ReturnOp::create(b, loc, ValueRange{});
+  }
+
   // const char *moe_model_metadata(void)
   b.setInsertionPointToEnd(module.getBody());
   auto metadata = LLVM::LLVMFuncOp::create(

@@ -27,6 +27,8 @@ static constexpr llvm::StringLiteral kCpuPipeline =
     "convert-bufferization-to-memref,"
     "convert-memref-copy-to-linalg,"
     "convert-linalg-to-loops,"
+    "func.func(scf-forall-to-parallel),"
+    "moe-outline-parallel-loops,"
     "convert-math-to-libm,"
     "expand-strided-metadata,"
     "lower-affine,"

@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Runtime/Model.h"
+#include "moe-mlir/Runtime/ThreadPool.h"
 
 #include <dlfcn.h>
 
@@ -31,6 +32,11 @@ Status CompiledModel::load(const std::string &path,
                                 "/ moe_model_invoke)");
   if (Status st = parseModelInfo(metadata(), path, model->info_); !st)
     return st;
+  // Models with parallel loops run them on the runtime's pool.
+  using SetPoolFn = void (*)(void *);
+  if (auto setPool = reinterpret_cast<SetPoolFn>(
+          dlsym(handle, "moe_model_set_parallel_for")))
+    setPool(reinterpret_cast<void *>(&moe_rt_parallel_for));
   out = std::move(model);
   return Status::success();
 }

@@ -20,6 +20,7 @@
 #include "moe-mlir/Runtime/Invoke.h"
 #include "moe-mlir/Runtime/Model.h"
 #include "moe-mlir/Runtime/Npy.h"
+#include "moe-mlir/Runtime/ThreadPool.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
@@ -61,6 +62,11 @@ static cl::opt<std::string> outputDir("output-dir",
 static cl::opt<std::string>
     entryName("entry", cl::desc("MLIR only: the function to run (default: the "
                                 "only public function, or 'main')"));
+static cl::opt<unsigned>
+    numThreadsOpt("num-threads",
+            cl::desc("Threads of the model's pool (default: MOE_NUM_THREADS, "
+                     "else all hardware threads)"),
+            cl::init(0));
 static cl::opt<unsigned>
     repeat("repeat",
            cl::desc("Run N timed times after a warm-up; median time to stderr"),
@@ -189,6 +195,11 @@ static Runnable compileMlir(const std::string &path) {
   if (!fn)
     fail("JIT: " + llvm::toString(fn.takeError()));
   r.invoke = reinterpret_cast<moe_rt::InvokeFn>(*fn);
+  if (auto setPool = r.engine->lookup("moe_model_set_parallel_for"))
+    reinterpret_cast<void (*)(void *)>(*setPool)(
+        reinterpret_cast<void *>(&moe_rt_parallel_for));
+  else
+    llvm::consumeError(setPool.takeError());
   return r;
 }
 
@@ -200,6 +211,8 @@ int main(int argc, char **argv) {
   registerAllPasses();
   moe_mlir::registerAllPasses();
 
+  if (numThreadsOpt > 0)
+    moe_rt::setNumThreads(static_cast<int>(numThreadsOpt));
   if (!outputDir.empty()) {
     struct stat st;
     if (stat(outputDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))

@@ -86,4 +86,31 @@ def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
   ];
 }
 
+def OutlineParallelLoops : Pass<"moe-outline-parallel-loops", "::mlir::ModuleOp"> {
+  let summary = "Run scf.parallel loops on the model's thread pool";
+  let description = [{
+    Outlines the body of every outermost one-dimensional `scf.parallel` (on
+    buffers, after bufferization) into a task function
+    `void task(void *closure, int64_t begin, int64_t end)` that runs the
+    iterations [begin, end) in order, packs the values the body uses into a
+    closure on the stack, and replaces the loop with a call to
+    `moe_parallel_dispatch(task, closure, n)`.
+
+    The model defines `moe_parallel_dispatch` (see `addModelAbi`): it calls
+    the thread pool that the runtime installed with
+    `moe_model_set_parallel_for`, or, without one, runs all iterations on
+    the calling thread. The iterations of an `scf.parallel` write disjoint
+    data, so the results are the same bits whatever the number of threads.
+    This keeps threading out of the model's dependencies: the compiled
+    library needs no OpenMP or MLIR runtime, only a pool that the host may
+    provide.
+  }];
+  let dependentDialects = [
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::scf::SCFDialect",
+  ];
+}
+
 #endif // MOE_MLIR_CONVERSION_PASSES_TD

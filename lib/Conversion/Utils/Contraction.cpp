@@ -76,71 +76,81 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
     return v;
   };
 
-  auto colLoop = scf::ForOp::create(
-      b, loc, zero, indexConst(b, loc, m), indexConst(b, loc, colTile),
-      ValueRange{out},
-      [&](OpBuilder &cb, Location cl, Value j0, ValueRange colIter) {
-        auto rowLoop = scf::ForOp::create(
-            cb, cl, zero, rows, indexConst(cb, cl, kRowTile), colIter,
-            [&](OpBuilder &rb, Location rl, Value i0, ValueRange rowIter) {
-              // Rows past the end read the last row; their sums are not
-              // written.
-              SmallVector<Value> aRows, bRows;
+  // Column tiles are independent: an scf.forall, which the pipeline runs on
+  // the model's thread pool. Each tile computes its [rows, Mr] block of C.
+  int64_t numTiles = m / colTile;
+  auto forall = scf::ForallOp::create(
+      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(numTiles)},
+      ValueRange{out}, std::nullopt);
+  Block *body = forall.getBody();
+  OpBuilder cb = OpBuilder::atBlockBegin(body);
+  Location cl = loc;
+  Value j0 = arith::MulIOp::create(cb, cl, body->getArgument(0),
+                                   indexConst(cb, cl, colTile));
+  OpFoldResult rowsOfr = tensor::getMixedSize(cb, cl, a, 0);
+  Value tileInit =
+      emptyTensor(cb, cl, {rowsOfr, cb.getIndexAttr(colTile)}, f32);
+  auto rowLoop = scf::ForOp::create(
+      cb, cl, zero, rows, indexConst(cb, cl, kRowTile), ValueRange{tileInit},
+      [&](OpBuilder &rb, Location rl, Value i0, ValueRange rowIter) {
+        // Rows past the end read the last row; their sums are not written.
+        SmallVector<Value> aRows, bRows;
+        for (int64_t i = 0; i < kRowTile; ++i)
+          aRows.push_back(arith::MinSIOp::create(
+              rb, rl, arith::AddIOp::create(rb, rl, i0, indexConst(rb, rl, i)),
+              lastRow));
+        for (int64_t j = 0; j < colTile; ++j)
+          bRows.push_back(
+              arith::AddIOp::create(rb, rl, j0, indexConst(rb, rl, j)));
+        SmallVector<Value> init(kRowTile * colTile, zeroAcc);
+        auto kLoop = scf::ForOp::create(
+            rb, rl, indexConst(rb, rl, 0), indexConst(rb, rl, k),
+            indexConst(rb, rl, kLanes), init,
+            [&](OpBuilder &kb, Location kl, Value k0, ValueRange accs) {
+              SmallVector<Value> av, bv, next;
+              for (Value r : aRows)
+                av.push_back(readF32(kb, kl, a, r, k0, aVecType, aPad));
+              for (Value r : bRows)
+                bv.push_back(readF32(kb, kl, bt, r, k0, bVecType, bPad));
               for (int64_t i = 0; i < kRowTile; ++i)
-                aRows.push_back(arith::MinSIOp::create(
-                    rb, rl,
-                    arith::AddIOp::create(rb, rl, i0, indexConst(rb, rl, i)),
-                    lastRow));
-              for (int64_t j = 0; j < colTile; ++j)
-                bRows.push_back(
-                    arith::AddIOp::create(rb, rl, j0, indexConst(rb, rl, j)));
-              SmallVector<Value> init(kRowTile * colTile, zeroAcc);
-              auto kLoop = scf::ForOp::create(
-                  rb, rl, indexConst(rb, rl, 0), indexConst(rb, rl, k),
-                  indexConst(rb, rl, kLanes), init,
-                  [&](OpBuilder &kb, Location kl, Value k0, ValueRange accs) {
-                    SmallVector<Value> av, bv, next;
-                    for (Value r : aRows)
-                      av.push_back(readF32(kb, kl, a, r, k0, aVecType, aPad));
-                    for (Value r : bRows)
-                      bv.push_back(readF32(kb, kl, bt, r, k0, bVecType, bPad));
-                    for (int64_t i = 0; i < kRowTile; ++i)
-                      for (int64_t j = 0; j < colTile; ++j)
-                        next.push_back(vector::FMAOp::create(
-                            kb, kl, accType, av[i], bv[j],
-                            accs[i * colTile + j]));
-                    scf::YieldOp::create(kb, kl, next);
-                  });
-              Value tile = rowIter[0];
-              for (int64_t i = 0; i < kRowTile; ++i) {
-                Value row =
-                    arith::AddIOp::create(rb, rl, i0, indexConst(rb, rl, i));
-                Value valid = arith::CmpIOp::create(
-                    rb, rl, arith::CmpIPredicate::slt, row, rows);
-                auto ifOp = scf::IfOp::create(
-                    rb, rl, valid,
-                    [&](OpBuilder &tb, Location tl) {
-                      Value t = tile;
-                      for (int64_t j = 0; j < colTile; ++j) {
-                        Value sum = vector::ReductionOp::create(
-                            tb, tl, vector::CombiningKind::ADD,
-                            kLoop.getResult(i * colTile + j),
-                            arith::FastMathFlags::reassoc);
-                        t = tensor::InsertOp::create(tb, tl, sum, t,
-                                                     ValueRange{row, bRows[j]});
-                      }
-                      scf::YieldOp::create(tb, tl, t);
-                    },
-                    [&](OpBuilder &eb, Location el) {
-                      scf::YieldOp::create(eb, el, tile);
-                    });
-                tile = ifOp.getResult(0);
-              }
-              scf::YieldOp::create(rb, rl, tile);
+                for (int64_t j = 0; j < colTile; ++j)
+                  next.push_back(vector::FMAOp::create(
+                      kb, kl, accType, av[i], bv[j], accs[i * colTile + j]));
+              scf::YieldOp::create(kb, kl, next);
             });
-        scf::YieldOp::create(cb, cl, rowLoop.getResults());
+        Value tile = rowIter[0];
+        for (int64_t i = 0; i < kRowTile; ++i) {
+          Value row = arith::AddIOp::create(rb, rl, i0, indexConst(rb, rl, i));
+          Value valid =
+              arith::CmpIOp::create(rb, rl, arith::CmpIPredicate::slt, row, rows);
+          auto ifOp = scf::IfOp::create(
+              rb, rl, valid,
+              [&](OpBuilder &tb, Location tl) {
+                Value t = tile;
+                for (int64_t j = 0; j < colTile; ++j) {
+                  Value sum = vector::ReductionOp::create(
+                      tb, tl, vector::CombiningKind::ADD,
+                      kLoop.getResult(i * colTile + j),
+                      arith::FastMathFlags::reassoc);
+                  t = tensor::InsertOp::create(
+                      tb, tl, sum, t, ValueRange{row, indexConst(tb, tl, j)});
+                }
+                scf::YieldOp::create(tb, tl, t);
+              },
+              [&](OpBuilder &eb, Location el) {
+                scf::YieldOp::create(eb, el, tile);
+              });
+          tile = ifOp.getResult(0);
+        }
+        scf::YieldOp::create(rb, rl, tile);
       });
-  return colLoop.getResult(0);
+  OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
+  tensor::ParallelInsertSliceOp::create(
+      ib, loc, rowLoop.getResult(0), body->getArgument(1),
+      ArrayRef<OpFoldResult>{ib.getIndexAttr(0), j0},
+      ArrayRef<OpFoldResult>{rowsOfr, ib.getIndexAttr(colTile)},
+      ArrayRef<OpFoldResult>{ib.getIndexAttr(1), ib.getIndexAttr(1)});
+  return forall.getResult(0);
 }
 
 } // namespace moe_mlir::lowering
