@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark (not a test): a Mixtral-shaped MoE layer compiled by moe-compile
-against PyTorch running the HF-style expert loop, same machine, same thread
-count, same run. Prints a markdown table of medians.
+against the two peers a user would pick instead, same machine, same thread
+count, same run: ONNX Runtime's com.microsoft.MoE CPU kernel (npm
+onnxruntime-node, swiglu_fusion = 1; skipped if not installed) and PyTorch
+running the HF-style expert loop (with OpenBLAS). Prints a markdown table of
+medians, with each row's fraction of the machine's measured limits: f32
+matmul throughput (OpenBLAS sgemm, same threads) and memory read bandwidth.
 
     /usr/bin/python3 bench/moe_layer.py [--build build] [--tokens 1,16,512]
         [--repeat 10] [--threads 2] [--weights f32,bf16]
@@ -24,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "Integration"))
 sys.path.insert(0, os.path.join(ROOT, "test", "Integration", "reference"))
+sys.path.insert(0, os.path.join(ROOT, "test", "Integration", "ort"))
 
 from moe_harness import Function, tensor_type  # noqa: E402
 
@@ -79,14 +84,37 @@ def torch_hf_loop(x, gate, w1, w2, w3, repeat):
     return statistics.median(times)
 
 
-def moe_mlir(build, wdtype, inputs, repeat, tmp):
+def machine_limits(threads):
+    """(f32 GFLOP/s of a large OpenBLAS sgemm, GB/s of reading a large array)."""
+    import torch
+    torch.set_num_threads(threads)
+    a = torch.randn(2048, 2048)
+    b = torch.randn(2048, 2048)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    gflops = 2 * 2048 ** 3 / min(times) / 1e9
+    big = torch.ones(256 * 1024 * 1024 // 4)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        big.sum()
+        times.append(time.perf_counter() - t0)
+    gbs = big.numel() * 4 / min(times) / 1e9
+    return gflops, gbs
+
+
+def moe_mlir(build, wdtype, inputs, repeat, tmp, threads):
     src = os.path.join(tmp, f"layer_{wdtype}.mlir")
     lib = os.path.join(tmp, f"layer_{wdtype}.so")
     if not os.path.exists(lib):
         with open(src, "w") as f:
             f.write(layer(wdtype).text())
         subprocess.run([os.path.join(build, "bin", "moe-compile"), src, "-o", lib], check=True)
-    cmd = [os.path.join(build, "bin", "moe-run"), lib, "--repeat", str(repeat)]
+    cmd = [os.path.join(build, "bin", "moe-run"), lib, "--repeat", str(repeat),
+           "--num-threads", str(threads)]
     for name, value in inputs.items():
         path = os.path.join(tmp, f"{name}.npy")
         np.save(path, value)
@@ -106,7 +134,10 @@ def main():
     args = ap.parse_args()
 
     import torch
+    import ort_moe
+    peak_gflops, peak_gbs = machine_limits(args.threads)
     torch.set_num_threads(args.threads)
+    have_ort = ort_moe.available()
     g = np.random.default_rng(0)
     weights = {
         "gate": (g.standard_normal((E, H)) * 0.05).astype(np.float32),
@@ -121,20 +152,32 @@ def main():
             inputs = {"x": x, **weights}
             t_torch = torch_hf_loop(x, weights["gate"], weights["w1"], weights["w2"],
                                     weights["w3"], args.repeat)
+            t_ort = None
+            if have_ort:
+                _, t_ort = ort_moe.run(x, weights["gate"], weights["w1"], weights["w2"],
+                                       weights["w3"], K, repeat=args.repeat,
+                                       threads=args.threads)
             flops = 2.0 * T * K * 3 * H * I
             for wd in args.weights.split(","):
-                t_ours = moe_mlir(args.build, wd, inputs, args.repeat, tmp)
+                t_ours = moe_mlir(args.build, wd, inputs, args.repeat, tmp, args.threads)
                 # Weights read: every expert that receives a token (at most
                 # min(E, T*K)) reads its three matrices once.
                 experts = min(E, T * K)
                 wbytes = experts * 3 * H * I * (4 if wd == "f32" else 2)
-                rows.append((T, wd, t_ours, t_torch, flops / t_ours / 1e6,
+                rows.append((T, wd, t_ours, t_ort, t_torch, flops / t_ours / 1e6,
                              wbytes / t_ours / 1e6))
-    print(f"| T | weights | moe-mlir ms | PyTorch HF loop ms (f32, {args.threads} threads) | speedup | moe-mlir GFLOP/s | weight GB/s |")
-    print("|---|---|---|---|---|---|---|")
-    for T, wd, ours, theirs, gf, gbs in rows:
-        print(f"| {T} | {wd} | {ours:.2f} | {theirs:.2f} | {theirs / ours:.2f}x | {gf:.1f} | {gbs:.1f} |")
-
+    print(f"Machine limits ({args.threads} threads): f32 sgemm {peak_gflops:.0f} GFLOP/s, "
+          f"memory read {peak_gbs:.1f} GB/s")
+    print()
+    print(f"| T | weights | moe-mlir ms | ONNX Runtime ms (f32) | PyTorch HF loop ms (f32) "
+          f"| vs ORT | vs PyTorch | GFLOP/s (of sgemm peak) | weight GB/s (of read bw) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for T, wd, ours, ort_ms, torch_ms, gf, gbs in rows:
+        ort_text = f"{ort_ms:.2f}" if ort_ms is not None else "n/a"
+        vs_ort = f"{ort_ms / ours:.2f}x" if ort_ms is not None else "n/a"
+        print(f"| {T} | {wd} | {ours:.2f} | {ort_text} | {torch_ms:.2f} | {vs_ort} "
+              f"| {torch_ms / ours:.2f}x | {gf:.0f} ({100 * gf / peak_gflops:.0f}%) "
+              f"| {gbs:.1f} ({100 * gbs / peak_gbs:.0f}%) |")
 
 if __name__ == "__main__":
     main()

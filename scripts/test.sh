@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${MOE_MLIR_BUILD_DIR:-$root/build}
 
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" --with-onnxruntime
 "$root/scripts/build.sh"
 
 results="$build/test-results.xml"
