@@ -5,6 +5,9 @@
 // moe-run MODEL --input NAME=FILE.npy ... [--output-dir DIR] [--repeat N]
 //
 // MODEL is either a shared library compiled by moe-compile or an MLIR file,
+// Inputs that no --input names are looked up by name in the --weights
+// checkpoints (safetensors), memory-mapped and passed without a copy when
+// their dtype is the model's (converted with a copy between f32/f16/bf16).
 // which is compiled for the host CPU (moe-cpu-pipeline) and JIT-run. Inputs
 // are bound by name (the `moe.name` of each argument, else argN); every
 // result is written as DIR/NAME.npy. bf16 and f16 tensors are read from
@@ -20,6 +23,7 @@
 #include "moe-mlir/Runtime/Invoke.h"
 #include "moe-mlir/Runtime/Model.h"
 #include "moe-mlir/Runtime/Npy.h"
+#include "moe-mlir/Runtime/SafeTensors.h"
 #include "moe-mlir/Runtime/ThreadPool.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
@@ -56,6 +60,12 @@ static cl::opt<std::string> modelPath(cl::Positional,
 static cl::list<std::string>
     inputs("input", cl::desc("NAME=FILE.npy: the value of input NAME"),
            cl::value_desc("NAME=FILE"));
+static cl::list<std::string> weightFiles(
+    "weights",
+    cl::desc("A safetensors file, sharded index or checkpoint directory: "
+             "inputs not given with --input are taken from it by name, "
+             "memory-mapped without a copy"),
+    cl::value_desc("PATH"));
 static cl::opt<std::string> outputDir("output-dir",
                                       cl::desc("Directory for NAME.npy results"),
                                       cl::value_desc("DIR"));
@@ -77,6 +87,42 @@ static cl::opt<unsigned>
   std::exit(1);
 }
 
+/// `array` converted to `to` when both are float types (f32, f16, bf16);
+/// unchanged otherwise (the shape/dtype check then reports the mismatch).
+static moe_rt::Array convertFloat(const moe_rt::Array &array,
+                                  moe_rt::DType to) {
+  using moe_rt::DType;
+  auto isFloat = [](DType d) {
+    return d == DType::F32 || d == DType::F16 || d == DType::BF16;
+  };
+  if (array.dtype == to || !isFloat(array.dtype) || !isFloat(to))
+    return array;
+  int64_t n = array.numElements();
+  moe_rt::Array out;
+  out.dtype = to;
+  out.shape = array.shape;
+  out.data.resize(static_cast<size_t>(n) * moe_rt::dtypeSize(to));
+  for (int64_t i = 0; i < n; ++i) {
+    float v;
+    if (array.dtype == DType::F32) {
+      std::memcpy(&v, array.data.data() + 4 * i, 4);
+    } else {
+      uint16_t bits;
+      std::memcpy(&bits, array.data.data() + 2 * i, 2);
+      v = array.dtype == DType::F16 ? moe_rt::f16ToFloat(bits)
+                                    : moe_rt::bf16ToFloat(bits);
+    }
+    if (to == DType::F32) {
+      std::memcpy(out.data.data() + 4 * i, &v, 4);
+    } else {
+      uint16_t bits = to == DType::BF16 ? moe_rt::floatToBF16(v)
+                                        : moe_rt::floatToF16(v);
+      std::memcpy(out.data.data() + 2 * i, &bits, 2);
+    }
+  }
+  return out;
+}
+
 /// Reads the .npy for `spec`, converting float32/float16 data to bf16/f16
 /// when the model takes those.
 static moe_rt::Array loadInput(const moe_rt::TensorSpec &spec,
@@ -84,28 +130,7 @@ static moe_rt::Array loadInput(const moe_rt::TensorSpec &spec,
   moe_rt::Array array;
   if (moe_rt::Status st = moe_rt::readNpy(path, array); !st)
     fail(st.message);
-  using moe_rt::DType;
-  bool half = spec.dtype == DType::BF16 || spec.dtype == DType::F16;
-  if (half && array.dtype != spec.dtype &&
-      (array.dtype == DType::F32 || array.dtype == DType::F16)) {
-    int64_t n = array.numElements();
-    std::vector<uint8_t> bytes(static_cast<size_t>(n) * 2);
-    for (int64_t i = 0; i < n; ++i) {
-      float v;
-      if (array.dtype == DType::F32) {
-        std::memcpy(&v, array.data.data() + 4 * i, 4);
-      } else {
-        uint16_t bits;
-        std::memcpy(&bits, array.data.data() + 2 * i, 2);
-        v = moe_rt::f16ToFloat(bits);
-      }
-      uint16_t out = spec.dtype == DType::BF16 ? moe_rt::floatToBF16(v)
-                                               : moe_rt::floatToF16(v);
-      std::memcpy(bytes.data() + 2 * i, &out, 2);
-    }
-    array.data = std::move(bytes);
-    array.dtype = spec.dtype;
-  }
+  array = convertFloat(array, spec.dtype);
   moe_rt::Status st =
       moe_rt::checkInput(spec, moe_rt::TensorView::of(array));
   if (!st)
@@ -231,27 +256,72 @@ int main(int argc, char **argv) {
                        : compileMlir(modelPath);
   const moe_rt::ModelInfo &info = model.info;
 
-  // Inputs by name.
-  std::vector<moe_rt::Array> arrays;
+  // Weight checkpoints, memory-mapped.
+  std::vector<std::unique_ptr<moe_rt::SafeTensorsIndex>> checkpoints;
+  for (const std::string &path : weightFiles) {
+    std::unique_ptr<moe_rt::SafeTensorsIndex> ckpt;
+    if (moe_rt::Status st = moe_rt::openSafeTensorsCheckpoint(path, ckpt); !st)
+      fail(st.message);
+    checkpoints.push_back(std::move(ckpt));
+  }
+
+  // Inputs by name: --input .npy files first, then the checkpoints.
+  std::vector<std::unique_ptr<moe_rt::Array>> owned;
+  std::vector<moe_rt::TensorView> views;
   std::set<std::string> used;
   for (size_t i = 0; i < info.inputs.size(); ++i) {
     const moe_rt::TensorSpec &spec = info.inputs[i];
     auto it = given.find(spec.name);
-    if (it == given.end())
+    if (it != given.end()) {
+      owned.push_back(
+          std::make_unique<moe_rt::Array>(loadInput(spec, it->second)));
+      views.push_back(moe_rt::TensorView::of(*owned.back()));
+      used.insert(spec.name);
+      continue;
+    }
+    const moe_rt::TensorInfo *tensor = nullptr;
+    const moe_rt::SafeTensorsFile *file = nullptr;
+    for (auto &ckpt : checkpoints)
+      if ((tensor = ckpt->find(spec.name, &file)))
+        break;
+    if (!tensor)
       fail("missing --input " + spec.name + "=FILE.npy (input " +
            llvm::Twine(i) + " of @" + info.entry + ": " +
            moe_rt::dtypeName(spec.dtype) + " " +
-           moe_rt::shapeToString(spec.shape) + ")");
-    arrays.push_back(loadInput(spec, it->second));
-    used.insert(spec.name);
+           moe_rt::shapeToString(spec.shape) + ")" +
+           (checkpoints.empty() ? "" : "; no tensor of that name in --weights"));
+    moe_rt::DType dtype;
+    if (!tensor->runtimeDType(dtype))
+      fail(file->path() + ": tensor '" + spec.name + "' has dtype " +
+           moe_rt::safeTensorsDTypeName(tensor->dtype) +
+           ", which the model cannot take");
+    moe_rt::TensorView view{dtype, tensor->shape, tensor->data};
+    if (dtype == spec.dtype && tensor->isAligned()) {
+      if (moe_rt::Status st = moe_rt::checkInput(spec, view); !st)
+        fail(file->path() + ": " + st.message);
+      views.push_back(view);
+      continue;
+    }
+    // A copy: another float type, or data not aligned to its element size.
+    auto copy = std::make_unique<moe_rt::Array>();
+    copy->dtype = dtype;
+    copy->shape = tensor->shape;
+    copy->data.assign(static_cast<const uint8_t *>(tensor->data),
+                      static_cast<const uint8_t *>(tensor->data) +
+                          tensor->byteSize());
+    moe_rt::Array converted = convertFloat(*copy, spec.dtype);
+    *copy = std::move(converted);
+    if (moe_rt::Status st =
+            moe_rt::checkInput(spec, moe_rt::TensorView::of(*copy));
+        !st)
+      fail(file->path() + ": " + st.message);
+    owned.push_back(std::move(copy));
+    views.push_back(moe_rt::TensorView::of(*owned.back()));
   }
   for (auto &kv : given)
     if (!used.count(kv.getKey().str()))
       fail("--input " + kv.getKey() + ": @" + info.entry +
            " has no input of that name");
-  std::vector<moe_rt::TensorView> views;
-  for (const moe_rt::Array &a : arrays)
-    views.push_back(moe_rt::TensorView::of(a));
 
   moe_rt::InvokeFn fn =
       model.library ? nullptr : model.invoke;
