@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../Utils/LoweringUtils.h"
 #include "AttentionLowering.h"
 
 #include "moe-mlir/Conversion/Passes.h"
@@ -39,14 +40,8 @@ struct ConvertMLAToLinalgPass
     RewritePatternSet patterns(&getContext());
     populateMLAToLinalgPatterns(patterns);
     walkAndApplyPatterns(getOperation(), std::move(patterns));
-    WalkResult left = getOperation()->walk([](Operation *op) {
-      if (isa<mla::MLADialect>(op->getDialect())) {
-        op->emitOpError("could not be lowered to linalg");
-        return WalkResult::interrupt();
-      }
-      return WalkResult::advance();
-    });
-    if (left.wasInterrupted())
+    if (failed(lowering::reportUnlowered(getOperation(),
+                                         mla::MLADialect::getDialectNamespace())))
       signalPassFailure();
   }
 };

@@ -4,6 +4,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../Utils/LoweringUtils.h"
 #include "Lowerings.h"
 
 #include "moe-mlir/Conversion/Passes.h"
@@ -53,14 +54,8 @@ struct ConvertMoEToLinalgPass
     RewritePatternSet again(&getContext());
     populateMoEToLinalgPatterns(again);
     walkAndApplyPatterns(getOperation(), std::move(again));
-    WalkResult left = getOperation()->walk([](Operation *op) {
-      if (isa<moe::MoEDialect>(op->getDialect())) {
-        op->emitOpError("could not be lowered to linalg");
-        return WalkResult::interrupt();
-      }
-      return WalkResult::advance();
-    });
-    if (left.wasInterrupted())
+    if (failed(lowering::reportUnlowered(getOperation(),
+                                         moe::MoEDialect::getDialectNamespace())))
       signalPassFailure();
   }
 };

@@ -65,18 +65,6 @@ struct RouteBuilder {
     return f32Const(b, loc, -std::numeric_limits<double>::infinity());
   }
 
-  /// out[t] = reduce_e combine(acc, x[t, e]) starting from `init`.
-  Value rowReduce(Value x, Value init,
-                  function_ref<Value(OpBuilder &, Location, Value, Value)>
-                      combine) {
-    Value acc = filled({tokens}, f32(), init);
-    return generic(b, loc, x, acc, {id2(), rowMap()}, {kPar, kRed},
-                   [&](OpBuilder &nb, Location l, ValueRange a) {
-                     yieldOp(
-                         nb, l, combine(nb, l, toF32(nb, l, a[0]), a[1]));
-                   })[0];
-  }
-
   /// f32 scores of the logits for `scoring`.
   Value scores(Value logits, Scoring scoring) {
     Value init = emptyTensor(b, loc, {tokens, b.getIndexAttr(experts)}, f32());

@@ -167,4 +167,16 @@ Value castToResult(OpBuilder &b, Location loc, Value v, Value result) {
   return tensor::CastOp::create(b, loc, result.getType(), v);
 }
 
+LogicalResult reportUnlowered(Operation *root, StringRef dialectNamespace) {
+  WalkResult left = root->walk([&](Operation *op) {
+    if (op->getDialect() &&
+        op->getDialect()->getNamespace() == dialectNamespace) {
+      op->emitOpError("could not be lowered to linalg");
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  return failure(left.wasInterrupted());
+}
+
 } // namespace moe_mlir::lowering

@@ -94,6 +94,11 @@ mlir::Value capacityValue(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value castToResult(mlir::OpBuilder &b, mlir::Location loc, mlir::Value v,
                          mlir::Value result);
 
+/// Emits "could not be lowered to linalg" on the first op of the dialect
+/// `dialectNamespace` left under `root`; fails if there is one.
+mlir::LogicalResult reportUnlowered(mlir::Operation *root,
+                                    llvm::StringRef dialectNamespace);
+
 } // namespace moe_mlir::lowering
 
 #endif // MOE_MLIR_LIB_CONVERSION_UTILS_LOWERINGUTILS_H
