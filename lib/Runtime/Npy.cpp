@@ -13,6 +13,8 @@
 
 #include "moe-mlir/Runtime/Npy.h"
 
+#include "MessageText.h"
+
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -121,28 +123,9 @@ std::string shapeRepr(const std::vector<int64_t> &shape) {
   return s;
 }
 
-/// Keeps messages on one line and readable: printable ASCII is kept, other
-/// bytes become \xNN, and long text is cut.
+/// Keeps messages on one line and readable (see MessageText.h).
 std::string sanitize(const std::string &text, size_t maxLen = 80) {
-  static const char hex[] = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (s.size() >= maxLen) {
-      s += "...";
-      break;
-    }
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      s += static_cast<char>(c);
-    } else if (c == '\\') {
-      s += "\\\\";
-    } else {
-      s += "\\x";
-      s += hex[c >> 4];
-      s += hex[c & 15];
-    }
-  }
-  return s;
+  return printableText(text, maxLen, /*escapeQuotes=*/false);
 }
 
 } // namespace

@@ -12,6 +12,8 @@
 
 #include "moe-mlir/Runtime/SafeTensors.h"
 
+#include "MessageText.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -127,29 +129,9 @@ bool TensorInfo::isAligned() const {
 
 namespace {
 
-/// A name or string from the file, made safe for a one-line message:
-/// printable ASCII is kept, other bytes become \xNN, and long text is cut.
+/// A name or string from the file, made safe for a one-line message.
 std::string printable(const std::string &text, size_t maxLen = 120) {
-  static const char hex[] = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (s.size() >= maxLen) {
-      s += "...";
-      break;
-    }
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
-      s += static_cast<char>(c);
-    } else if (c == '\\' || c == '\'') {
-      s += '\\';
-      s += static_cast<char>(c);
-    } else {
-      s += "\\x";
-      s += hex[c >> 4];
-      s += hex[c & 15];
-    }
-  }
-  return s;
+  return printableText(text, maxLen, /*escapeQuotes=*/true);
 }
 
 /// 'name' for messages.
