@@ -12,6 +12,8 @@
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassInstrumentation.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/ADT/StringSet.h"
@@ -118,6 +120,9 @@ FailureOr<moe_rt::ModelInfo> prepareEntry(ModuleOp module,
     return failure();
   moe_rt::ModelInfo info;
   info.entry = fn.getSymName().str();
+  // Where the weights that the arguments name live (set by importers).
+  if (auto checkpoint = module->getAttrOfType<StringAttr>("moe.checkpoint"))
+    info.weightsPath = checkpoint.str();
   llvm::StringSet<> names;
   for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
     FailureOr<moe_rt::TensorSpec> spec = specOf(fn, i, false);
@@ -150,10 +155,29 @@ FailureOr<moe_rt::ModelInfo> prepareEntry(ModuleOp module,
   return info;
 }
 
-LogicalResult lowerForCpu(ModuleOp module) {
+namespace {
+/// Reports each pass that starts on a module (not the nested per-function
+/// runs) to LowerOptions::beforePass.
+struct PassObserver : PassInstrumentation {
+  explicit PassObserver(std::function<void(StringRef)> callback)
+      : callback(std::move(callback)) {}
+  void runBeforePass(Pass *pass, Operation *op) override {
+    if (isa<ModuleOp>(op))
+      callback(pass->getArgument().empty() ? pass->getName()
+                                           : pass->getArgument());
+  }
+  std::function<void(StringRef)> callback;
+};
+} // namespace
+
+LogicalResult lowerForCpu(ModuleOp module, const LowerOptions &options) {
   PassManager pm(module.getContext(), ModuleOp::getOperationName());
   if (failed(buildCpuPipeline(pm)))
     return module.emitError("internal error: the CPU pipeline does not parse");
+  if (options.beforePass)
+    pm.addInstrumentation(std::make_unique<PassObserver>(options.beforePass));
+  if (options.timing)
+    pm.enableTiming();
   return pm.run(module);
 }
 

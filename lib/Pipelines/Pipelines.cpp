@@ -19,6 +19,7 @@ static constexpr llvm::StringLiteral kCpuPipeline =
     "builtin.module("
     "convert-moe-to-linalg,"
     "convert-mla-to-linalg,"
+    "func.func(convert-linalg-matmul-to-kernel),"
     "func.func(convert-elementwise-to-linalg),"
     "canonicalize,cse,"
     "one-shot-bufferize{bufferize-function-boundaries=1 "

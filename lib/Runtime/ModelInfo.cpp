@@ -53,6 +53,8 @@ std::string serializeModelInfo(const ModelInfo &info) {
   std::ostringstream os;
   os << "moe-model-abi " << kModelAbiVersion << '\n';
   os << "entry " << info.entry << '\n';
+  if (!info.weightsPath.empty())
+    os << "weights " << info.weightsPath << '\n';
   for (const TensorSpec &spec : info.inputs)
     writeSpec(os, "input", spec);
   for (const TensorSpec &spec : info.outputs)
@@ -90,6 +92,14 @@ Status parseModelInfo(const std::string &text, const std::string &origin,
     } else if (kind == "entry") {
       if (!(words >> info.entry))
         return bad("missing entry name");
+    } else if (kind == "weights") {
+      // The rest of the line, which may contain spaces.
+      info.weightsPath = line.substr(std::string("weights ").size() <=
+                                             line.size()
+                                         ? std::string("weights ").size()
+                                         : line.size());
+      if (info.weightsPath.empty())
+        return bad("missing weights path");
     } else if (kind == "input" || kind == "output") {
       TensorSpec spec;
       std::string dtype;

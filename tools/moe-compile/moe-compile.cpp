@@ -2,9 +2,12 @@
 //
 // Part of moe-mlir.
 //
-// moe-compile MODEL.mlir -o model.so [--header model.h] [--entry NAME]
-//             [--cpu native|NAME] [--emit so|obj|llvm-dialect]
+// moe-compile MODEL.mlir|CHECKPOINT_DIR -o model.so [--header model.h]
+//             [--entry NAME] [--cpu native|NAME] [--emit so|obj|llvm-dialect]
+//             [--shape-only] [--time-stages]
 //
+// A Hugging Face checkpoint directory is imported first (moe-import); the
+// library then records the directory, where moe-run finds the weights.
 // Lowers the model for the CPU and writes a shared library that exports the
 // moe-mlir model ABI (moe-mlir/Runtime/Invoke.h): it needs no LLVM or MLIR
 // library at run time, only libc and libm. Weights are the entry's
@@ -15,7 +18,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Compiler/Compiler.h"
+#include "moe-mlir/Import/HF/Importer.h"
 #include "moe-mlir/InitAll.h"
+#include "moe-mlir/Support/Progress.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
@@ -26,6 +31,7 @@
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
@@ -33,11 +39,22 @@
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <chrono>
+
 using namespace mlir;
 namespace cl = llvm::cl;
 
-static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.mlir>"),
-                                      cl::Required);
+static cl::opt<std::string>
+    inputFile(cl::Positional, cl::desc("<model.mlir | checkpoint directory>"),
+              cl::Required);
+static cl::opt<bool> shapeOnly(
+    "shape-only",
+    cl::desc("Checkpoint directories: import from config.json alone, "
+             "without weight files"));
+static cl::opt<bool> timeStages(
+    "time-stages",
+    cl::desc("Print the time of each stage (import, lowering, code "
+             "generation, linking) and the pass timing report to stderr"));
 static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
                                        cl::value_desc("model.so"),
                                        cl::Required);
@@ -79,25 +96,55 @@ int main(int argc, char **argv) {
   moe_mlir::registerAllPasses();
   MLIRContext context(registry);
 
+  moe_mlir::Progress progress("moe-compile");
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point stageStart = Clock::now();
+  auto endStage = [&](const char *stage) {
+    Clock::time_point now = Clock::now();
+    if (timeStages)
+      llvm::errs() << llvm::format(
+          "moe-compile: %-16s %8.3f s\n", stage,
+          std::chrono::duration<double>(now - stageStart).count());
+    stageStart = now;
+  };
+
   std::string error;
-  auto file = openInputFile(inputFile, &error);
-  if (!file)
-    fail(error);
   llvm::SourceMgr sourceMgr;
-  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
-  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
-  if (!module)
-    fail("could not parse " + inputFile);
+  OwningOpRef<ModuleOp> module;
+  if (moe_mlir::hf::isCheckpointDirectory(inputFile)) {
+    progress.update("importing " + inputFile, 0, 0, true);
+    moe_mlir::hf::ImportOptions options;
+    options.shapeOnly = shapeOnly;
+    module = moe_mlir::hf::importModel(context, inputFile, options, error);
+    if (!module)
+      fail(error);
+    endStage("import");
+  } else {
+    auto file = openInputFile(inputFile, &error);
+    if (!file)
+      fail(error);
+    sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+    module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+    if (!module)
+      fail("could not parse " + inputFile);
+    endStage("parse");
+  }
 
   FailureOr<moe_rt::ModelInfo> info =
       moe_mlir::prepareEntry(*module, entryName);
   if (failed(info))
     fail("no entry point to compile in " + inputFile);
-  if (failed(moe_mlir::lowerForCpu(*module)))
+  moe_mlir::LowerOptions lowering;
+  lowering.timing = timeStages;
+  lowering.beforePass = [&](llvm::StringRef pass) {
+    progress.update(("lowering: " + pass).str());
+  };
+  if (failed(moe_mlir::lowerForCpu(*module, lowering)))
     fail("could not lower " + inputFile + " for the CPU");
   if (failed(moe_mlir::addModelAbi(*module, *info)))
     fail("could not add the model ABI");
+  endStage("lowering");
 
   if (emit == Emit::LLVMDialect) {
     auto out = openOutputFile(outputFile, &error);
@@ -110,11 +157,14 @@ int main(int argc, char **argv) {
 
   // The object goes next to the output; a failure leaves neither behind.
   std::string object = emit == Emit::Object ? outputFile : outputFile + ".o";
+  progress.update("generating machine code", 0, 0, true);
   if (failed(moe_mlir::emitObjectFile(*module, object, cpu, error))) {
     llvm::sys::fs::remove(object);
     fail(error);
   }
+  endStage("code generation");
   if (emit == Emit::SharedLibrary) {
+    progress.update("linking", 0, 0, true);
     std::string partial = outputFile + ".partial";
     bool linked =
         succeeded(moe_mlir::linkSharedLibrary(object, partial, error));
@@ -125,7 +175,9 @@ int main(int argc, char **argv) {
     }
     if (std::error_code ec = llvm::sys::fs::rename(partial, outputFile))
       fail("cannot write " + outputFile + ": " + ec.message());
+    endStage("linking");
   }
+  progress.clear();
   if (!headerFile.empty()) {
     auto out = openOutputFile(headerFile, &error);
     if (!out)

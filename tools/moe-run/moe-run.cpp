@@ -3,12 +3,22 @@
 // Part of moe-mlir.
 //
 // moe-run MODEL --input NAME=FILE.npy ... [--output-dir DIR] [--repeat N]
+// moe-run MODEL|--hf DIR --tokens 1,2,3 [--logits-out F.npy] [--generate N]
 //
-// MODEL is either a shared library compiled by moe-compile or an MLIR file,
-// Inputs that no --input names are looked up by name in the --weights
-// checkpoints (safetensors), memory-mapped and passed without a copy when
-// their dtype is the model's (converted with a copy between f32/f16/bf16).
-// which is compiled for the host CPU (moe-cpu-pipeline) and JIT-run. Inputs
+// MODEL is a shared library compiled by moe-compile, an MLIR file (compiled
+// for the host CPU with moe-cpu-pipeline and JIT-run) or a Hugging Face
+// checkpoint directory (imported, then JIT-run). Inputs that no --input
+// names are looked up by name in the --weights checkpoints (safetensors),
+// else in the checkpoint the model was compiled from, memory-mapped and
+// passed without a copy when their dtype is the model's (see
+// moe-mlir/Runtime/Weights.h).
+//
+// With --tokens the model must be a language model (Runtime/LanguageModel.h):
+// --logits-out writes the prompt's logits [S, V] as float32 .npy;
+// --generate N prints N greedily generated token ids, comma-separated, on
+// one line of stdout, and the prefill time and decode tokens/s on stderr.
+//
+// Inputs
 // are bound by name (the `moe.name` of each argument, else argN); every
 // result is written as DIR/NAME.npy. bf16 and f16 tensors are read from
 // float32 (or float16) .npy files, rounded to nearest even, and written as
@@ -19,12 +29,16 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Compiler/Compiler.h"
+#include "moe-mlir/Import/HF/Importer.h"
 #include "moe-mlir/InitAll.h"
 #include "moe-mlir/Runtime/Invoke.h"
+#include "moe-mlir/Runtime/LanguageModel.h"
 #include "moe-mlir/Runtime/Model.h"
 #include "moe-mlir/Runtime/Npy.h"
 #include "moe-mlir/Runtime/SafeTensors.h"
 #include "moe-mlir/Runtime/ThreadPool.h"
+#include "moe-mlir/Runtime/Weights.h"
+#include "moe-mlir/Support/Progress.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
@@ -54,9 +68,26 @@
 using namespace mlir;
 namespace cl = llvm::cl;
 
-static cl::opt<std::string> modelPath(cl::Positional,
-                                      cl::desc("<model.so | model.mlir>"),
-                                      cl::Required);
+static cl::opt<std::string>
+    modelPath(cl::Positional,
+              cl::desc("<model.so | model.mlir | checkpoint directory>"));
+static cl::opt<std::string>
+    hfDir("hf", cl::desc("A Hugging Face checkpoint directory to import and "
+                         "run (instead of MODEL)"),
+          cl::value_desc("DIR"));
+static cl::opt<std::string>
+    tokensOpt("tokens",
+              cl::desc("Comma-separated prompt token ids (language models)"),
+              cl::value_desc("ID,ID,..."));
+static cl::opt<std::string>
+    logitsOut("logits-out",
+              cl::desc("With --tokens: write the prompt's logits [S, V] "
+                       "(float32) to this .npy file"),
+              cl::value_desc("FILE.npy"));
+static cl::opt<int> generateCount(
+    "generate",
+    cl::desc("With --tokens: generate N tokens greedily and print their ids"),
+    cl::value_desc("N"), cl::init(-1));
 static cl::list<std::string>
     inputs("input", cl::desc("NAME=FILE.npy: the value of input NAME"),
            cl::value_desc("NAME=FILE"));
@@ -87,42 +118,6 @@ static cl::opt<unsigned>
   std::exit(1);
 }
 
-/// `array` converted to `to` when both are float types (f32, f16, bf16);
-/// unchanged otherwise (the shape/dtype check then reports the mismatch).
-static moe_rt::Array convertFloat(const moe_rt::Array &array,
-                                  moe_rt::DType to) {
-  using moe_rt::DType;
-  auto isFloat = [](DType d) {
-    return d == DType::F32 || d == DType::F16 || d == DType::BF16;
-  };
-  if (array.dtype == to || !isFloat(array.dtype) || !isFloat(to))
-    return array;
-  int64_t n = array.numElements();
-  moe_rt::Array out;
-  out.dtype = to;
-  out.shape = array.shape;
-  out.data.resize(static_cast<size_t>(n) * moe_rt::dtypeSize(to));
-  for (int64_t i = 0; i < n; ++i) {
-    float v;
-    if (array.dtype == DType::F32) {
-      std::memcpy(&v, array.data.data() + 4 * i, 4);
-    } else {
-      uint16_t bits;
-      std::memcpy(&bits, array.data.data() + 2 * i, 2);
-      v = array.dtype == DType::F16 ? moe_rt::f16ToFloat(bits)
-                                    : moe_rt::bf16ToFloat(bits);
-    }
-    if (to == DType::F32) {
-      std::memcpy(out.data.data() + 4 * i, &v, 4);
-    } else {
-      uint16_t bits = to == DType::BF16 ? moe_rt::floatToBF16(v)
-                                        : moe_rt::floatToF16(v);
-      std::memcpy(out.data.data() + 2 * i, &bits, 2);
-    }
-  }
-  return out;
-}
-
 /// Reads the .npy for `spec`, converting float32/float16 data to bf16/f16
 /// when the model takes those.
 static moe_rt::Array loadInput(const moe_rt::TensorSpec &spec,
@@ -130,7 +125,7 @@ static moe_rt::Array loadInput(const moe_rt::TensorSpec &spec,
   moe_rt::Array array;
   if (moe_rt::Status st = moe_rt::readNpy(path, array); !st)
     fail(st.message);
-  array = convertFloat(array, spec.dtype);
+  array = moe_rt::convertFloatArray(array, spec.dtype);
   moe_rt::Status st =
       moe_rt::checkInput(spec, moe_rt::TensorView::of(array));
   if (!st)
@@ -177,43 +172,41 @@ static Runnable loadLibrary(const std::string &path) {
   return r;
 }
 
-static Runnable compileMlir(const std::string &path) {
-  Runnable r;
+static std::unique_ptr<MLIRContext> makeContext() {
   DialectRegistry registry;
   registerAllDialects(registry);
   registerAllExtensions(registry);
   moe_mlir::registerAllDialects(registry);
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
-  r.context = std::make_unique<MLIRContext>(registry);
+  return std::make_unique<MLIRContext>(registry);
+}
 
-  std::string error;
-  auto file = openInputFile(path, &error);
-  if (!file)
-    fail(error);
-  llvm::SourceMgr sourceMgr;
-  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
-  SourceMgrDiagnosticHandler diagnostics(sourceMgr, r.context.get());
-  OwningOpRef<ModuleOp> module =
-      parseSourceFile<ModuleOp>(sourceMgr, r.context.get());
-  if (!module)
-    fail("could not parse " + path);
+/// Lowers `module` for the host CPU and JIT-compiles it into `r`.
+static void jitCompile(Runnable &r, OwningOpRef<ModuleOp> module,
+                       const std::string &origin,
+                       moe_mlir::Progress &progress) {
   FailureOr<moe_rt::ModelInfo> info =
       moe_mlir::prepareEntry(*module, entryName);
   if (failed(info))
-    fail("no entry point to run in " + path);
+    fail("no entry point to run in " + origin);
   r.info = *info;
-  if (failed(moe_mlir::lowerForCpu(*module)) ||
+  moe_mlir::LowerOptions lowering;
+  lowering.beforePass = [&](llvm::StringRef pass) {
+    progress.update(("compiling: " + pass).str());
+  };
+  if (failed(moe_mlir::lowerForCpu(*module, lowering)) ||
       failed(moe_mlir::addModelAbi(*module, r.info)))
-    fail("could not compile " + path + " for the CPU");
+    fail("could not compile " + origin + " for the CPU");
 
+  progress.update("generating machine code", 0, 0, true);
   std::function<llvm::Error(llvm::Module *)> optimize =
       makeOptimizingTransformer(3, 0, nullptr);
   ExecutionEngineOptions options;
   options.transformer = optimize;
   auto engine = ExecutionEngine::create(*module, options);
   if (!engine)
-    fail("JIT compilation of " + path + " failed: " +
+    fail("JIT compilation of " + origin + " failed: " +
          llvm::toString(engine.takeError()));
   r.engine = std::move(*engine);
   auto fn = r.engine->lookup("moe_model_invoke");
@@ -225,7 +218,108 @@ static Runnable compileMlir(const std::string &path) {
         reinterpret_cast<void *>(&moe_rt_parallel_for));
   else
     llvm::consumeError(setPool.takeError());
+  progress.clear();
+}
+
+static Runnable compileMlir(const std::string &path,
+                            moe_mlir::Progress &progress) {
+  Runnable r;
+  r.context = makeContext();
+  std::string error;
+  auto file = openInputFile(path, &error);
+  if (!file)
+    fail(error);
+  llvm::SourceMgr sourceMgr;
+  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, r.context.get());
+  OwningOpRef<ModuleOp> module =
+      parseSourceFile<ModuleOp>(sourceMgr, r.context.get());
+  if (!module)
+    fail("could not parse " + path);
+  jitCompile(r, std::move(module), path, progress);
   return r;
+}
+
+static Runnable importCheckpoint(const std::string &dir,
+                                 moe_mlir::Progress &progress) {
+  Runnable r;
+  r.context = makeContext();
+  progress.update("importing " + dir, 0, 0, true);
+  std::string error;
+  OwningOpRef<ModuleOp> module = moe_mlir::hf::importModel(
+      *r.context, dir, moe_mlir::hf::ImportOptions(), error);
+  if (!module)
+    fail(error);
+  jitCompile(r, std::move(module), dir, progress);
+  return r;
+}
+
+/// Parses "1,2,3" (non-negative integers).
+static std::vector<int64_t> parseTokens(const std::string &text) {
+  std::vector<int64_t> tokens;
+  llvm::SmallVector<llvm::StringRef> parts;
+  llvm::StringRef(text).split(parts, ',');
+  for (llvm::StringRef part : parts) {
+    int64_t id;
+    if (part.trim().getAsInteger(10, id) || id < 0)
+      fail("--tokens: '" + part + "' is not a token id (expected "
+           "comma-separated non-negative integers)");
+    tokens.push_back(id);
+  }
+  if (tokens.empty())
+    fail("--tokens: no token ids");
+  return tokens;
+}
+
+/// --tokens: prefill, logits, greedy generation.
+static int runLanguageModel(Runnable &model, moe_rt::WeightSet &weights,
+                            moe_mlir::Progress &progress) {
+  std::vector<int64_t> prompt = parseTokens(tokensOpt);
+  moe_rt::RunFn run = [&](const std::vector<moe_rt::TensorView> &inputs,
+                          std::vector<moe_rt::Array> &outputs) {
+    return model.library ? model.library->run(inputs, outputs)
+                         : moe_rt::invoke(model.invoke, model.info, inputs,
+                                          outputs);
+  };
+  std::unique_ptr<moe_rt::LanguageModel> lm;
+  moe_rt::Status st = moe_rt::LanguageModel::create(
+      model.info, run, weights, lm, [&](size_t done, size_t total) {
+        progress.update("binding weights", done, total);
+      });
+  progress.clear();
+  if (!st)
+    fail(st.message);
+
+  if (!logitsOut.empty()) {
+    moe_rt::Array logits;
+    if (moe_rt::Status s = lm->forward(prompt, logits); !s)
+      fail(s.message);
+    if (moe_rt::Status s = moe_rt::writeNpy(logitsOut, logits); !s)
+      fail(s.message);
+  }
+  if (generateCount >= 0) {
+    std::vector<int64_t> generated;
+    moe_rt::GenerationStats stats;
+    if (moe_rt::Status s =
+            lm->generate(prompt, generateCount, generated, &stats);
+        !s)
+      fail(s.message);
+    std::string line;
+    for (size_t i = 0; i < generated.size(); ++i)
+      line += (i ? "," : "") + std::to_string(generated[i]);
+    llvm::outs() << line << "\n";
+    llvm::outs().flush();
+    double tokensPerSecond =
+        stats.decodeSteps > 0 ? stats.decodeSteps * 1000.0 / stats.decodeMs
+                              : 0.0;
+    llvm::errs() << llvm::format(
+        "moe-run: prefill %zu tokens %.2f ms; decode %lld tokens %.2f ms "
+        "(%.1f tokens/s)\n",
+        prompt.size(), stats.prefillMs,
+        static_cast<long long>(stats.decodeSteps), stats.decodeMs,
+        tokensPerSecond);
+  }
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -238,6 +332,16 @@ int main(int argc, char **argv) {
 
   if (numThreadsOpt > 0)
     moe_rt::setNumThreads(static_cast<int>(numThreadsOpt));
+  if (modelPath.empty() == hfDir.empty())
+    fail(hfDir.empty() ? "no model: give MODEL or --hf DIR"
+                       : "give either MODEL or --hf DIR, not both");
+  bool languageModel = !tokensOpt.empty();
+  if (!languageModel && (!logitsOut.empty() || generateCount >= 0))
+    fail("--logits-out and --generate need --tokens");
+  if (languageModel && logitsOut.empty() && generateCount < 0)
+    fail("--tokens needs --logits-out FILE.npy and/or --generate N");
+  if (languageModel && !inputs.empty())
+    fail("--tokens and --input cannot be combined");
   if (!outputDir.empty()) {
     struct stat st;
     if (stat(outputDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
@@ -251,19 +355,28 @@ int main(int argc, char **argv) {
     given[spec.substr(0, eq)] = spec.substr(eq + 1);
   }
 
-  Runnable model = llvm::StringRef(modelPath).ends_with(".so")
-                       ? loadLibrary(modelPath)
-                       : compileMlir(modelPath);
+  moe_mlir::Progress progress("moe-run");
+  std::string path = hfDir.empty() ? modelPath : hfDir;
+  Runnable model;
+  if (!hfDir.empty() || moe_mlir::hf::isCheckpointDirectory(path))
+    model = importCheckpoint(path, progress);
+  else if (llvm::StringRef(path).ends_with(".so"))
+    model = loadLibrary(path);
+  else
+    model = compileMlir(path, progress);
   const moe_rt::ModelInfo &info = model.info;
 
-  // Weight checkpoints, memory-mapped.
-  std::vector<std::unique_ptr<moe_rt::SafeTensorsIndex>> checkpoints;
-  for (const std::string &path : weightFiles) {
-    std::unique_ptr<moe_rt::SafeTensorsIndex> ckpt;
-    if (moe_rt::Status st = moe_rt::openSafeTensorsCheckpoint(path, ckpt); !st)
+  // Weight checkpoints, memory-mapped: --weights, else the model's own.
+  moe_rt::WeightSet weights;
+  for (const std::string &w : weightFiles)
+    if (moe_rt::Status st = weights.addCheckpoint(w); !st)
       fail(st.message);
-    checkpoints.push_back(std::move(ckpt));
-  }
+  if (weightFiles.empty() && !info.weightsPath.empty())
+    if (moe_rt::Status st = weights.addCheckpoint(info.weightsPath); !st)
+      fail(st.message);
+
+  if (languageModel)
+    return runLanguageModel(model, weights, progress);
 
   // Inputs by name: --input .npy files first, then the checkpoints.
   std::vector<std::unique_ptr<moe_rt::Array>> owned;
@@ -279,56 +392,27 @@ int main(int argc, char **argv) {
       used.insert(spec.name);
       continue;
     }
-    const moe_rt::TensorInfo *tensor = nullptr;
-    const moe_rt::SafeTensorsFile *file = nullptr;
-    for (auto &ckpt : checkpoints)
-      if ((tensor = ckpt->find(spec.name, &file)))
-        break;
-    if (!tensor)
+    if (!weights.provides(spec))
       fail("missing --input " + spec.name + "=FILE.npy (input " +
            llvm::Twine(i) + " of @" + info.entry + ": " +
            moe_rt::dtypeName(spec.dtype) + " " +
            moe_rt::shapeToString(spec.shape) + ")" +
-           (checkpoints.empty() ? "" : "; no tensor of that name in --weights"));
-    moe_rt::DType dtype;
-    if (!tensor->runtimeDType(dtype))
-      fail(file->path() + ": tensor '" + spec.name + "' has dtype " +
-           moe_rt::safeTensorsDTypeName(tensor->dtype) +
-           ", which the model cannot take");
-    moe_rt::TensorView view{dtype, tensor->shape, tensor->data};
-    if (dtype == spec.dtype && tensor->isAligned()) {
-      if (moe_rt::Status st = moe_rt::checkInput(spec, view); !st)
-        fail(file->path() + ": " + st.message);
-      views.push_back(view);
-      continue;
-    }
-    // A copy: another float type, or data not aligned to its element size.
-    auto copy = std::make_unique<moe_rt::Array>();
-    copy->dtype = dtype;
-    copy->shape = tensor->shape;
-    copy->data.assign(static_cast<const uint8_t *>(tensor->data),
-                      static_cast<const uint8_t *>(tensor->data) +
-                          tensor->byteSize());
-    moe_rt::Array converted = convertFloat(*copy, spec.dtype);
-    *copy = std::move(converted);
-    if (moe_rt::Status st =
-            moe_rt::checkInput(spec, moe_rt::TensorView::of(*copy));
-        !st)
-      fail(file->path() + ": " + st.message);
-    owned.push_back(std::move(copy));
-    views.push_back(moe_rt::TensorView::of(*owned.back()));
+           (weights.empty() ? "" : "; no tensor of that name in --weights"));
+    moe_rt::TensorView view;
+    if (moe_rt::Status st = weights.bind(spec, view); !st)
+      fail(st.message);
+    views.push_back(view);
   }
   for (auto &kv : given)
     if (!used.count(kv.getKey().str()))
       fail("--input " + kv.getKey() + ": @" + info.entry +
            " has no input of that name");
 
-  moe_rt::InvokeFn fn =
-      model.library ? nullptr : model.invoke;
   std::vector<moe_rt::Array> outputs;
   auto runOnce = [&] {
-    moe_rt::Status st = model.library ? model.library->run(views, outputs)
-                                      : moe_rt::invoke(fn, info, views, outputs);
+    moe_rt::Status st = model.library
+                            ? model.library->run(views, outputs)
+                            : moe_rt::invoke(model.invoke, info, views, outputs);
     if (!st)
       fail(st.message);
   };

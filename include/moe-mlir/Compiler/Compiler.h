@@ -18,6 +18,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/LogicalResult.h"
 
+#include <functional>
 #include <string>
 
 namespace moe_mlir {
@@ -30,8 +31,16 @@ namespace moe_mlir {
 llvm::FailureOr<moe_rt::ModelInfo> prepareEntry(mlir::ModuleOp module,
                                                 llvm::StringRef entryName);
 
+struct LowerOptions {
+  /// Called before each pass of the pipeline runs on the module (progress).
+  std::function<void(llvm::StringRef passName)> beforePass;
+  /// Print the pass manager's per-pass timing report to stderr.
+  bool timing = false;
+};
+
 /// Runs the CPU pipeline (moe-cpu-pipeline).
-llvm::LogicalResult lowerForCpu(mlir::ModuleOp module);
+llvm::LogicalResult lowerForCpu(mlir::ModuleOp module,
+                                const LowerOptions &options = {});
 
 /// Adds `void moe_model_invoke(void **)` and `const char
 /// *moe_model_metadata(void)` (see moe-mlir/Runtime/Invoke.h) to a module in

@@ -86,6 +86,30 @@ def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
   ];
 }
 
+def ConvertLinalgMatmulToKernel
+    : Pass<"convert-linalg-matmul-to-kernel", "::mlir::func::FuncOp"> {
+  let summary = "Lower x·Wᵀ matmuls (nn.Linear layout) to the vectorized kernel";
+  let description = [{
+    Rewrites every `linalg.matmul` on tensors whose indexing maps read B
+    transposed (`(m, k)`, `(n, k)` -> `(m, n)`: an activation times a weight
+    stored [out, in], as checkpoints store nn.Linear weights) and whose init
+    is a zero `linalg.fill`, into the register-tiled, vectorized contraction
+    that the moe and mla lowerings use for their projections (f32
+    accumulation, operands of any float type widened to f32, the k-sum in a
+    fixed order so the result is the same bits for every thread count). The
+    result is rounded once to the init's element type.
+
+    Other matmuls are left alone (and become loops later in the pipeline).
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect",
+    "::mlir::vector::VectorDialect",
+  ];
+}
+
 def OutlineParallelLoops : Pass<"moe-outline-parallel-loops", "::mlir::ModuleOp"> {
   let summary = "Run scf.parallel loops on the model's thread pool";
   let description = [{

@@ -7,11 +7,14 @@
 //
 //   moe-model-abi 1
 //   entry <function name>
+//   weights <path>                            (optional, the rest of the line)
 //   input <name> <dtype> <rank> <dim>...      (one line per argument)
 //   output <name> <dtype> <rank> <dim>...     (one line per result)
 //
 // dtype is one of f32 f16 bf16 i32 i64 u8 bool; a dynamic dimension is -1.
-// Names contain no whitespace. The same record describes a model compiled
+// Names contain no whitespace. `weights` names the checkpoint (safetensors
+// file, index or directory) the model was compiled from, where a runner
+// finds the inputs named after its tensors (see Weights.h). The same record describes a model compiled
 // ahead of time (moe-compile) and one JIT-compiled by moe-run.
 //
 //===----------------------------------------------------------------------===//
@@ -38,6 +41,7 @@ struct TensorSpec {
 
 struct ModelInfo {
   std::string entry;
+  std::string weightsPath; // empty: none recorded
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
 

@@ -1,0 +1,208 @@
+//===- Weights.cpp - bind a model's inputs to checkpoint tensors ----------===//
+//
+// Part of moe-mlir's runtime (no MLIR/LLVM dependency).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Runtime/Weights.h"
+
+#include <cstring>
+
+using namespace moe_rt;
+
+static bool isFloat(DType d) {
+  return d == DType::F32 || d == DType::F16 || d == DType::BF16;
+}
+
+static float loadFloat(const uint8_t *p, DType dtype) {
+  if (dtype == DType::F32) {
+    float v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return dtype == DType::F16 ? f16ToFloat(bits) : bf16ToFloat(bits);
+}
+
+static void storeFloat(uint8_t *p, DType dtype, float v) {
+  if (dtype == DType::F32) {
+    std::memcpy(p, &v, 4);
+    return;
+  }
+  uint16_t bits = dtype == DType::BF16 ? floatToBF16(v) : floatToF16(v);
+  std::memcpy(p, &bits, 2);
+}
+
+void moe_rt::convertFloats(const void *src, DType from, void *dst, DType to,
+                           int64_t count) {
+  if (from == to) {
+    std::memcpy(dst, src, static_cast<size_t>(count) * dtypeSize(to));
+    return;
+  }
+  auto *in = static_cast<const uint8_t *>(src);
+  auto *out = static_cast<uint8_t *>(dst);
+  size_t inSize = dtypeSize(from), outSize = dtypeSize(to);
+  for (int64_t i = 0; i < count; ++i)
+    storeFloat(out + i * outSize, to, loadFloat(in + i * inSize, from));
+}
+
+Array moe_rt::convertFloatArray(const Array &array, DType to) {
+  if (array.dtype == to || !isFloat(array.dtype) || !isFloat(to))
+    return array;
+  Array out;
+  out.dtype = to;
+  out.shape = array.shape;
+  int64_t n = array.numElements();
+  out.data.resize(static_cast<size_t>(n) * dtypeSize(to));
+  convertFloats(array.data.data(), array.dtype, out.data.data(), to, n);
+  return out;
+}
+
+Status WeightSet::addCheckpoint(const std::string &path) {
+  std::unique_ptr<SafeTensorsIndex> index;
+  if (Status st = openSafeTensorsCheckpoint(path, index); !st)
+    return st;
+  checkpoints_.push_back(std::move(index));
+  return Status::success();
+}
+
+const TensorInfo *WeightSet::find(const std::string &name,
+                                  const SafeTensorsFile **file) const {
+  for (const auto &ckpt : checkpoints_)
+    if (const TensorInfo *info = ckpt->find(name, file))
+      return info;
+  return nullptr;
+}
+
+static std::string stackElementName(const std::string &pattern, int64_t i) {
+  size_t star = pattern.find('*');
+  return pattern.substr(0, star) + std::to_string(i) +
+         pattern.substr(star + 1);
+}
+
+bool WeightSet::provides(const TensorSpec &spec) const {
+  const SafeTensorsFile *file = nullptr;
+  if (spec.name.find('*') == std::string::npos)
+    return find(spec.name, &file) != nullptr;
+  return find(stackElementName(spec.name, 0), &file) != nullptr;
+}
+
+Status WeightSet::bind(const TensorSpec &spec, TensorView &view) {
+  if (spec.name.find('*') == std::string::npos)
+    return bindPlain(spec, view);
+  return bindStacked(spec, view);
+}
+
+static std::string where(const std::vector<std::unique_ptr<SafeTensorsIndex>>
+                             &checkpoints) {
+  if (checkpoints.size() == 1)
+    return checkpoints.front()->path();
+  return "the weight checkpoints";
+}
+
+Status WeightSet::bindPlain(const TensorSpec &spec, TensorView &view) {
+  const SafeTensorsFile *file = nullptr;
+  const TensorInfo *tensor = find(spec.name, &file);
+  if (!tensor)
+    return Status::error(where(checkpoints_) + ": no tensor '" + spec.name +
+                         "'");
+  DType dtype;
+  if (!tensor->runtimeDType(dtype))
+    return Status::error(file->path() + ": tensor '" + spec.name +
+                         "' has dtype " +
+                         safeTensorsDTypeName(tensor->dtype) +
+                         ", which the model cannot take");
+  TensorView mapped{dtype, tensor->shape, tensor->data};
+  if (dtype == spec.dtype && tensor->isAligned()) {
+    if (Status st = checkInput(spec, mapped); !st)
+      return Status::error(file->path() + ": " + st.message);
+    view = mapped;
+    return Status::success();
+  }
+  if (dtype != spec.dtype && !(isFloat(dtype) && isFloat(spec.dtype)))
+    return Status::error(file->path() + ": tensor '" + spec.name +
+                         "' has dtype " + dtypeName(dtype) +
+                         ", the model takes " + dtypeName(spec.dtype));
+  // A copy: another float type, or data not aligned to its element size.
+  auto copy = std::make_unique<Array>();
+  copy->dtype = spec.dtype;
+  copy->shape = tensor->shape;
+  copy->data.resize(static_cast<size_t>(tensor->numElements) *
+                    dtypeSize(spec.dtype));
+  convertFloats(tensor->data, dtype, copy->data.data(), spec.dtype,
+                tensor->numElements);
+  if (Status st = checkInput(spec, TensorView::of(*copy)); !st)
+    return Status::error(file->path() + ": " + st.message);
+  copiedBytes_ += copy->data.size();
+  view = TensorView::of(*copy);
+  owned_.push_back(std::move(copy));
+  return Status::success();
+}
+
+Status WeightSet::bindStacked(const TensorSpec &spec, TensorView &view) {
+  if (spec.shape.empty() || spec.shape[0] < 0)
+    return Status::error("stacked input '" + spec.name +
+                         "' needs a static leading dimension");
+  int64_t count = spec.shape[0];
+  std::vector<int64_t> elementShape(spec.shape.begin() + 1, spec.shape.end());
+  int64_t elementCount = 1;
+  for (int64_t d : elementShape)
+    elementCount *= d;
+
+  std::vector<const TensorInfo *> parts;
+  std::vector<const SafeTensorsFile *> files;
+  for (int64_t i = 0; i < count; ++i) {
+    std::string name = stackElementName(spec.name, i);
+    const SafeTensorsFile *file = nullptr;
+    const TensorInfo *tensor = find(name, &file);
+    if (!tensor)
+      return Status::error(where(checkpoints_) + ": no tensor '" + name +
+                           "' (element " + std::to_string(i) + " of '" +
+                           spec.name + "')");
+    DType dtype;
+    if (!tensor->runtimeDType(dtype) || !isFloat(dtype))
+      return Status::error(file->path() + ": tensor '" + name +
+                           "' has dtype " +
+                           safeTensorsDTypeName(tensor->dtype) +
+                           ", which the model cannot take");
+    if (tensor->shape != elementShape)
+      return Status::error(file->path() + ": tensor '" + name +
+                           "' has shape " + shapeToString(tensor->shape) +
+                           ", expected " + shapeToString(elementShape));
+    if (!parts.empty() && tensor->dtype != parts.front()->dtype)
+      return Status::error(file->path() + ": tensor '" + name +
+                           "' has dtype " +
+                           safeTensorsDTypeName(tensor->dtype) + ", '" +
+                           parts.front()->name + "' has " +
+                           safeTensorsDTypeName(parts.front()->dtype));
+    parts.push_back(tensor);
+    files.push_back(file);
+  }
+
+  DType dtype;
+  parts.front()->runtimeDType(dtype);
+  size_t elementBytes = static_cast<size_t>(elementCount) * dtypeSize(dtype);
+  bool inPlace = dtype == spec.dtype && parts.front()->isAligned();
+  for (int64_t i = 1; inPlace && i < count; ++i)
+    inPlace = files[i] == files[0] &&
+              static_cast<const uint8_t *>(parts[i]->data) ==
+                  static_cast<const uint8_t *>(parts[0]->data) +
+                      i * elementBytes;
+  if (inPlace) {
+    view = TensorView{dtype, spec.shape, parts.front()->data};
+    return checkInput(spec, view);
+  }
+  auto copy = std::make_unique<Array>();
+  copy->dtype = spec.dtype;
+  copy->shape = spec.shape;
+  size_t outBytes = static_cast<size_t>(elementCount) * dtypeSize(spec.dtype);
+  copy->data.resize(outBytes * static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i)
+    convertFloats(parts[i]->data, dtype, copy->data.data() + i * outBytes,
+                  spec.dtype, elementCount);
+  copiedBytes_ += copy->data.size();
+  view = TensorView::of(*copy);
+  owned_.push_back(std::move(copy));
+  return checkInput(spec, view);
+}

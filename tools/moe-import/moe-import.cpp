@@ -1,0 +1,69 @@
+//===- moe-import.cpp - Hugging Face checkpoint to MLIR -------------------===//
+//
+// Part of moe-mlir.
+//
+// moe-import DIR -o model.mlir [--shape-only]
+//
+// Reads a Hugging Face checkpoint directory (config.json + safetensors) and
+// writes the whole model as a module of moe/mla/linalg ops on tensors (see
+// moe-mlir/Import/HF/Importer.h). Only the safetensors headers are read;
+// weights stay arguments, bound by name when the model runs. Errors are one
+// line naming the file and the field or tensor; no output file is left
+// behind on failure.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Import/HF/Importer.h"
+#include "moe-mlir/InitAll.h"
+
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::opt<std::string> inputDir(cl::Positional,
+                                     cl::desc("<checkpoint directory>"),
+                                     cl::Required);
+static cl::opt<std::string> outputFile("o", cl::desc("Output MLIR file"),
+                                       cl::value_desc("model.mlir"),
+                                       cl::init("-"));
+static cl::opt<bool> shapeOnly(
+    "shape-only",
+    cl::desc("Import from config.json alone, without weight files (weight "
+             "dtypes from torch_dtype)"));
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv,
+                              "moe-mlir Hugging Face checkpoint importer\n");
+  DialectRegistry registry;
+  moe_mlir::registerAllDialects(registry);
+  MLIRContext context(registry);
+  moe_mlir::hf::ImportOptions options;
+  options.shapeOnly = shapeOnly;
+  std::string error;
+  OwningOpRef<ModuleOp> module =
+      moe_mlir::hf::importModel(context, inputDir, options, error);
+  if (!module) {
+    llvm::errs() << "moe-import: " << error << "\n";
+    return 1;
+  }
+  auto output = openOutputFile(outputFile, &error);
+  if (!output) {
+    llvm::errs() << "moe-import: " << error << "\n";
+    return 1;
+  }
+  module->print(output->os());
+  output->os() << "\n";
+  if (output->os().has_error()) {
+    llvm::errs() << "moe-import: could not write " << outputFile << "\n";
+    return 1;
+  }
+  output->keep();
+  return 0;
+}
