@@ -137,25 +137,40 @@ int64_t moe_rt::argmaxRow(const Array &logits, int64_t row) {
 
 Status LanguageModel::generate(const std::vector<int64_t> &prompt,
                                int64_t count, std::vector<int64_t> &generated,
-                               GenerationStats *stats) {
+                               GenerationStats *stats, Array *stepLogits) {
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
   };
   reset();
   generated.clear();
+  if (stepLogits) {
+    stepLogits->dtype = DType::F32;
+    stepLogits->shape = {0, vocab_};
+    stepLogits->data.clear();
+  }
   if (count <= 0)
     return Status::success();
+  auto keepRow = [&](const Array &logits, int64_t row) {
+    if (!stepLogits)
+      return;
+    const uint8_t *begin = logits.data.data() + row * vocab_ * 4;
+    stepLogits->data.insert(stepLogits->data.end(), begin,
+                            begin + vocab_ * 4);
+    stepLogits->shape[0] += 1;
+  };
   Array logits;
   auto t0 = Clock::now();
   if (Status st = forward(prompt, logits); !st)
     return st;
   auto t1 = Clock::now();
   generated.push_back(argmaxRow(logits, logits.shape[0] - 1));
+  keepRow(logits, logits.shape[0] - 1);
   while (static_cast<int64_t>(generated.size()) < count) {
     if (Status st = forward({generated.back()}, logits); !st)
       return st;
     generated.push_back(argmaxRow(logits, 0));
+    keepRow(logits, 0);
   }
   auto t2 = Clock::now();
   if (stats) {

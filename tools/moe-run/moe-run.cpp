@@ -84,6 +84,11 @@ static cl::opt<std::string>
               cl::desc("With --tokens: write the prompt's logits [S, V] "
                        "(float32) to this .npy file"),
               cl::value_desc("FILE.npy"));
+static cl::opt<std::string> generateLogitsOut(
+    "generate-logits-out",
+    cl::desc("With --generate: write the logits row each generated token "
+             "was chosen from, [N, V] float32, to this .npy file"),
+    cl::value_desc("FILE.npy"));
 static cl::opt<int> generateCount(
     "generate",
     cl::desc("With --tokens: generate N tokens greedily and print their ids"),
@@ -300,10 +305,16 @@ static int runLanguageModel(Runnable &model, moe_rt::WeightSet &weights,
   if (generateCount >= 0) {
     std::vector<int64_t> generated;
     moe_rt::GenerationStats stats;
+    moe_rt::Array stepLogits;
     if (moe_rt::Status s =
-            lm->generate(prompt, generateCount, generated, &stats);
+            lm->generate(prompt, generateCount, generated, &stats,
+                         generateLogitsOut.empty() ? nullptr : &stepLogits);
         !s)
       fail(s.message);
+    if (!generateLogitsOut.empty())
+      if (moe_rt::Status s = moe_rt::writeNpy(generateLogitsOut, stepLogits);
+          !s)
+        fail(s.message);
     std::string line;
     for (size_t i = 0; i < generated.size(); ++i)
       line += (i ? "," : "") + std::to_string(generated[i]);
@@ -338,6 +349,8 @@ int main(int argc, char **argv) {
   bool languageModel = !tokensOpt.empty();
   if (!languageModel && (!logitsOut.empty() || generateCount >= 0))
     fail("--logits-out and --generate need --tokens");
+  if (!generateLogitsOut.empty() && generateCount < 0)
+    fail("--generate-logits-out needs --generate N");
   if (languageModel && logitsOut.empty() && generateCount < 0)
     fail("--tokens needs --logits-out FILE.npy and/or --generate N");
   if (languageModel && !inputs.empty())

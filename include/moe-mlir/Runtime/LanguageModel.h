@@ -67,10 +67,12 @@ public:
 
   /// Greedy generation: the prompt (after reset()), then `count` tokens,
   /// each the argmax of the last logits (the lowest id among equal maxima),
-  /// fed back one at a time.
+  /// fed back one at a time. `stepLogits`, when given, receives the logits
+  /// row each token was chosen from: f32 [count, V].
   Status generate(const std::vector<int64_t> &prompt, int64_t count,
                   std::vector<int64_t> &generated,
-                  GenerationStats *stats = nullptr);
+                  GenerationStats *stats = nullptr,
+                  Array *stepLogits = nullptr);
 
 private:
   LanguageModel() = default;

@@ -183,10 +183,11 @@ static Status readCommon(const FieldReader &f, ModelConfig &c,
                    "'" + dtype +
                        "' is not supported (float32, bfloat16, float16)");
   c.torchDtype = dtype;
-  if (f.has("quantization_config"))
-    return f.error("quantization_config",
-                   "is set: quantized checkpoints (e.g. FP8 with block "
-                   "scales) are not supported; dequantize to bfloat16 first");
+  if (const JsonValue *q = f.get("quantization_config")) {
+    const JsonValue *method = q->get("quant_method");
+    c.quantization = method && method->isString() ? method->asString()
+                                                  : std::string("unknown");
+  }
   return Status::success();
 }
 
@@ -251,7 +252,7 @@ static Status readMixtral(const FieldReader &f, ModelConfig &c) {
 }
 
 static Status readQwen(const FieldReader &f, ModelConfig &c, bool qwen3) {
-  TRY(readCommon(f, c, 1e-6, qwen3 ? 10000.0 : 10000.0));
+  TRY(readCommon(f, c, 1e-6, 10000.0));
   TRY(readGqaAttention(f, c));
   c.qkvBias = !qwen3;
   c.qkNorm = qwen3;

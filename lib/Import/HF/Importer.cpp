@@ -242,6 +242,13 @@ OwningOpRef<ModuleOp> moe_mlir::hf::importModel(MLIRContext &context,
 
   std::unique_ptr<moe_rt::SafeTensorsIndex> index;
   std::unique_ptr<CheckpointChecker> checker;
+  if (!options.shapeOnly && !config.quantization.empty()) {
+    error = configPath + ": field 'quantization_config' (quant_method '" +
+            config.quantization +
+            "'): quantized checkpoints (e.g. FP8 with block scales) are not "
+            "supported; dequantize to bfloat16 first";
+    return nullptr;
+  }
   if (!options.shapeOnly) {
     bool hasSingle = stat((path + "/model.safetensors").c_str(), &st) == 0;
     bool hasIndex =

@@ -48,6 +48,10 @@ struct ModelConfig {
   std::string modelType; // as written in config.json
   ModelFamily family = ModelFamily::Mixtral;
   std::string torchDtype; // "float32", "bfloat16", "float16" (or empty)
+  /// quantization_config.quant_method ("fp8", ...) or empty. Quantized
+  /// weights are not supported: an import with weights rejects them, a
+  /// shape-only import treats the weights as torch_dtype.
+  std::string quantization;
 
   int64_t hiddenSize = 0, vocabSize = 0, numLayers = 0;
   int64_t numHeads = 0, numKvHeads = 0, headDim = 0;
