@@ -50,6 +50,8 @@ CASES = {
     "deepseek_v2-group-limited": dict(
         model_type="deepseek_v2",
         sets=['topk_method="group_limited_greedy"', "n_group=2", "topk_group=1"]),
+    "deepseek_v2-yarn-bf16": dict(model_type="deepseek_v2", yarn=True,
+                                  dtype="bfloat16"),
     "deepseek_v3": dict(model_type="deepseek_v3"),
     "deepseek_v3-bf16": dict(model_type="deepseek_v3", dtype="bfloat16"),
     "deepseek_v3-yarn": dict(model_type="deepseek_v3", yarn=True),

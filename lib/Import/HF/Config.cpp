@@ -168,7 +168,18 @@ static Status readCommon(const FieldReader &f, ModelConfig &c,
   TRY(f.number("rms_norm_eps", c.rmsNormEps, defaultEps));
   if (!(c.rmsNormEps > 0))
     return f.error("rms_norm_eps", "must be positive");
-  TRY(f.number("rope_theta", c.ropeTheta, defaultTheta));
+  // Since transformers 5, rope_theta and the scaling live in
+  // "rope_parameters" ({"rope_type": ..., "rope_theta": ...}).
+  if (!f.has("rope_theta") && f.has("rope_parameters")) {
+    const JsonValue *params = f.get("rope_parameters");
+    if (!params->isObject())
+      return f.error("rope_parameters", "must be an object");
+    FieldReader p(*params, f.origin());
+    if (!p.number("rope_theta", c.ropeTheta, defaultTheta))
+      return f.error("rope_parameters.rope_theta", "must be a number");
+  } else {
+    TRY(f.number("rope_theta", c.ropeTheta, defaultTheta));
+  }
   if (!(c.ropeTheta > 0))
     return f.error("rope_theta", "must be positive");
   TRY(f.boolean("tie_word_embeddings", c.tieWordEmbeddings, false));
@@ -191,6 +202,23 @@ static Status readCommon(const FieldReader &f, ModelConfig &c,
   return Status::success();
 }
 
+/// The RoPE scaling entry: "rope_scaling", else "rope_parameters"; null
+/// when neither is set.
+static const JsonValue *ropeScaling(const FieldReader &f) {
+  if (const JsonValue *scaling = f.get("rope_scaling"))
+    return scaling;
+  return f.get("rope_parameters");
+}
+
+/// Its "rope_type" (or the older "type"); "default" when absent.
+static std::string ropeType(const JsonValue &scaling) {
+  for (const char *key : {"rope_type", "type"})
+    if (const JsonValue *v = scaling.get(key))
+      if (v->isString())
+        return v->asString();
+  return scaling.isObject() ? "default" : "?";
+}
+
 static Status readGqaAttention(const FieldReader &f, ModelConfig &c) {
   if (c.numHeads % c.numKvHeads != 0)
     return f.error("num_key_value_heads",
@@ -211,10 +239,14 @@ static Status readGqaAttention(const FieldReader &f, ModelConfig &c) {
     return f.error(f.has("head_dim") ? "head_dim" : "hidden_size",
                    "gives an odd head dimension " +
                        std::to_string(c.headDim) + " (RoPE needs pairs)");
-  if (f.has("rope_scaling"))
-    return f.error("rope_scaling",
-                   "is set: RoPE scaling is not supported for " +
-                       c.modelType);
+  if (const JsonValue *scaling = ropeScaling(f)) {
+    std::string type = ropeType(*scaling);
+    if (type != "default")
+      return f.error(f.has("rope_scaling") ? "rope_scaling" : "rope_parameters",
+                     "has rope_type '" + type +
+                         "': RoPE scaling is not supported for " +
+                         c.modelType);
+  }
   bool attentionBias = false;
   TRY(f.boolean("attention_bias", attentionBias, false));
   if (attentionBias)
@@ -299,13 +331,7 @@ static Status readYarn(const FieldReader &f, const JsonValue &scaling,
   };
   if (!scaling.isObject())
     return f.error("rope_scaling", "must be an object or null");
-  std::string type;
-  if (r.has("rope_type"))
-    TRY(r.string("rope_type", type));
-  else if (r.has("type"))
-    TRY(r.string("type", type));
-  else
-    return err("type", "is missing");
+  std::string type = ropeType(scaling);
   if (type == "default")
     return Status::success();
   if (type != "yarn")
@@ -345,7 +371,7 @@ static Status readDeepseek(const FieldReader &f, ModelConfig &c, bool v3) {
   if (c.qkRopeHeadDim % 2 != 0)
     return f.error("qk_rope_head_dim", "must be even (RoPE needs pairs)");
   TRY(f.boolean("rope_interleave", c.ropeInterleave, true));
-  if (const JsonValue *scaling = f.get("rope_scaling"))
+  if (const JsonValue *scaling = ropeScaling(f))
     TRY(readYarn(f, *scaling, c));
   bool attentionBias = false;
   TRY(f.boolean("attention_bias", attentionBias, false));

@@ -151,10 +151,11 @@ bool CheckpointChecker::expectDecl(const WeightDecl &decl,
 
 bool CheckpointChecker::isIgnorable(const std::string &name) const {
   // Buffers some exporters save; recomputed from the config.
-  if (name.size() >= 20 &&
-      name.compare(name.size() - 20, 20, "rotary_emb.inv_freq") == 0)
-    return true;
   if (name.find("rotary_emb.inv_freq") != std::string::npos)
+    return true;
+  // A tied head saved anyway: transformers ties it to the embeddings on
+  // load, so its values are never used.
+  if (c_.tieWordEmbeddings && name == "lm_head.weight")
     return true;
   // DeepSeek-V3's multi-token-prediction layers follow the decoder layers.
   const std::string prefix = "model.layers.";
@@ -189,12 +190,9 @@ bool CheckpointChecker::check(std::string &error) {
               "dequantize to bfloat16 first";
       return false;
     }
-    error = file->path() + ": unexpected tensor '" + name + "' (not part of a " +
-            c_.modelType + " model with this config.json" +
-            (c_.tieWordEmbeddings && name == "lm_head.weight"
-                 ? ", which ties lm_head to the embeddings"
-                 : "") +
-            ")";
+    error = file->path() + ": unexpected tensor '" + name +
+            "' (not part of a " + c_.modelType +
+            " model with this config.json)";
     return false;
   }
   return true;

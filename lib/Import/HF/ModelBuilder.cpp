@@ -30,6 +30,8 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringMap.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace moe_mlir;
 using namespace moe_mlir::hf;
@@ -261,6 +263,14 @@ void DecoderBuilder::attention(Value x, ValueRange caches,
         attr("rope_theta", b_.getF64FloatAttr(c_.ropeTheta))};
     if (c_.ropeInterleave)
       attrs.push_back(attr("rope_interleave", b_.getUnitAttr()));
+    if (c_.yarn && c_.family == ModelFamily::DeepseekV2) {
+      // transformers' DeepSeek-V2 keeps qk_head_dim^-0.5 under YaRN (V3 and
+      // DeepSeek's own V2 code multiply in mscale(factor, mscale_all_dim)²).
+      attrs.push_back(attr(
+          "softmax_scale",
+          f32Attr(1.0 / std::sqrt(static_cast<double>(c_.qkNopeHeadDim +
+                                                      c_.qkRopeHeadDim)))));
+    }
     if (c_.yarn) {
       const YarnConfig &y = *c_.yarn;
       attrs.push_back(attr(
