@@ -183,6 +183,12 @@ static Status readCommon(const FieldReader &f, ModelConfig &c,
   if (!(c.ropeTheta > 0))
     return f.error("rope_theta", "must be positive");
   TRY(f.boolean("tie_word_embeddings", c.tieWordEmbeddings, false));
+  // Every supported family's MLPs are SwiGLU.
+  std::string activation;
+  TRY(f.string("hidden_act", activation, "silu"));
+  if (activation != "silu" && activation != "swish")
+    return f.error("hidden_act", "'" + activation +
+                                     "' is not supported (silu)");
   // transformers writes "torch_dtype" (and, since 4.56, "dtype").
   std::string dtype;
   TRY(f.string("torch_dtype", dtype, ""));
