@@ -26,6 +26,7 @@ llvm_config.use_default_substitutions()
 tool_dirs = [config.moe_mlir_tools_dir, config.llvm_tools_dir]
 tools = [
     ToolSubst("moe-opt", unresolved="fatal"),
+    ToolSubst("moe-import", unresolved="fatal"),
     ToolSubst("moe-run", unresolved="fatal"),
     ToolSubst("moe-compile", unresolved="fatal"),
     ToolSubst("moe-runtime-unittests", unresolved="fatal"),
@@ -33,6 +34,7 @@ tools = [
     # Built only with libFuzzer support (tests that use them REQUIRE it).
     ToolSubst("moe-json-fuzz", unresolved="ignore"),
     ToolSubst("moe-safetensors-fuzz", unresolved="ignore"),
+    ToolSubst("moe-hf-config-fuzz", unresolved="ignore"),
 ]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)

@@ -278,8 +278,8 @@ static std::vector<int64_t> parseTokens(const std::string &text) {
 
 /// --tokens: prefill, logits, greedy generation.
 static int runLanguageModel(Runnable &model, moe_rt::WeightSet &weights,
+                            const std::vector<int64_t> &prompt,
                             moe_mlir::Progress &progress) {
-  std::vector<int64_t> prompt = parseTokens(tokensOpt);
   moe_rt::RunFn run = [&](const std::vector<moe_rt::TensorView> &inputs,
                           std::vector<moe_rt::Array> &outputs) {
     return model.library ? model.library->run(inputs, outputs)
@@ -294,6 +294,11 @@ static int runLanguageModel(Runnable &model, moe_rt::WeightSet &weights,
   progress.clear();
   if (!st)
     fail(st.message);
+  for (size_t i = 0; i < prompt.size(); ++i)
+    if (prompt[i] >= lm->vocabSize())
+      fail("--tokens: token id " + llvm::Twine(prompt[i]) + " (position " +
+           llvm::Twine(i) + ") is outside the vocabulary [0, " +
+           llvm::Twine(lm->vocabSize()) + ")");
 
   if (!logitsOut.empty()) {
     moe_rt::Array logits;
@@ -346,7 +351,10 @@ int main(int argc, char **argv) {
   if (modelPath.empty() == hfDir.empty())
     fail(hfDir.empty() ? "no model: give MODEL or --hf DIR"
                        : "give either MODEL or --hf DIR, not both");
-  bool languageModel = !tokensOpt.empty();
+  bool languageModel = tokensOpt.getNumOccurrences() > 0;
+  std::vector<int64_t> prompt;
+  if (languageModel)
+    prompt = parseTokens(tokensOpt); // before any compiling
   if (!languageModel && (!logitsOut.empty() || generateCount >= 0))
     fail("--logits-out and --generate need --tokens");
   if (!generateLogitsOut.empty() && generateCount < 0)
@@ -389,7 +397,7 @@ int main(int argc, char **argv) {
       fail(st.message);
 
   if (languageModel)
-    return runLanguageModel(model, weights, progress);
+    return runLanguageModel(model, weights, prompt, progress);
 
   // Inputs by name: --input .npy files first, then the checkpoints.
   std::vector<std::unique_ptr<moe_rt::Array>> owned;

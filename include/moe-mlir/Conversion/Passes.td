@@ -53,7 +53,7 @@ def ConvertMemRefCopyToLinalg : Pass<"convert-memref-copy-to-linalg"> {
 }
 
 def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
-  let summary = "Lower mla.attention to linalg, tensor, arith and math";
+  let summary = "Lower mla.attention and mla.gqa_attention to linalg, tensor, arith and math";
   let description = [{
     Rewrites every `mla.attention` into upstream ops on tensors, following
     the op description in its naive form (k_nope and v expanded from every
@@ -76,6 +76,14 @@ def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
       rounded to f32; the weighted sum is divided by the softmax
       denominator; the output projection accumulates in f32 and is rounded
       once to the element type of `hidden`.
+
+    and every `mla.gqa_attention`: projections through the vectorized x·Wᵀ
+    kernel, per-head RMSNorm (Qwen3's q/k norm), RoPE with Hugging Face's
+    f32 tables (f32 inverse frequencies and angle, cos and sin correctly
+    rounded to f32), the caches extended as for `mla.attention`, query head
+    h attending with KV head h / (N / KV), causal with an optional sliding
+    window; the attention core (scores, masked softmax, weighted sum of
+    values) is shared with `mla.attention`.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

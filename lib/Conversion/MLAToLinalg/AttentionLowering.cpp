@@ -19,12 +19,9 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/AffineMap.h"
-
-#include <limits>
 
 using namespace mlir;
 using moe_mlir::mla::AttentionOp;
@@ -40,25 +37,6 @@ Type elementTypeOf(Value v) {
   return cast<RankedTensorType>(v.getType()).getElementType();
 }
 
-/// a + b, folded when both are constants.
-OpFoldResult addSizes(OpBuilder &b, Location loc, OpFoldResult x,
-                      OpFoldResult y) {
-  std::optional<int64_t> cx = getConstantIntValue(x);
-  std::optional<int64_t> cy = getConstantIntValue(y);
-  if (cx && cy)
-    return b.getIndexAttr(*cx + *cy);
-  if (cx == 0)
-    return y;
-  if (cy == 0)
-    return x;
-  auto value = [&](OpFoldResult v) -> Value {
-    if (auto c = getConstantIntValue(v))
-      return indexConst(b, loc, *c);
-    return cast<Value>(v);
-  };
-  return arith::AddIOp::create(b, loc, value(x), value(y)).getResult();
-}
-
 /// A [rows, cols] window of a matrix starting at (0, colOffset), every
 /// `colStride`-th column.
 Value columns(OpBuilder &b, Location loc, Value m, OpFoldResult colOffset,
@@ -70,20 +48,6 @@ Value columns(OpBuilder &b, Location loc, Value m, OpFoldResult colOffset,
   return tensor::ExtractSliceOp::create(b, loc, m, offsets, sizes, strides);
 }
 
-/// `src` written into `dest` at (rowOffset, colOffset).
-Value insertAt(OpBuilder &b, Location loc, Value src, Value dest,
-               OpFoldResult rowOffset, OpFoldResult colOffset) {
-  SmallVector<OpFoldResult> offsets = {rowOffset, colOffset};
-  SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-  return tensor::InsertSliceOp::create(b, loc, src, dest, offsets,
-                                       mixedSizes(b, loc, src), strides);
-}
-
-/// j <= past + s: key j is visible to the new token s.
-Value visible(OpBuilder &b, Location loc, Value past, Value s, Value j) {
-  Value last = arith::AddIOp::create(b, loc, past, s);
-  return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle, j, last);
-}
 } // namespace
 
 LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b) {
@@ -149,14 +113,14 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b) {
   // The caches: the P old rows, then the S new ones rounded to the cache
   // element type.
   Value cAll = emptyTensor(b, loc, {total, kvRank}, cacheType);
-  cAll = insertAt(b, loc, cKvCache, cAll, b.getIndexAttr(0), b.getIndexAttr(0));
+  OpFoldResult zero = b.getIndexAttr(0);
+  cAll = insertAt(b, loc, cKvCache, cAll, {zero, zero});
   cAll = insertAt(b, loc, convertTensor(b, loc, cNew, cacheType), cAll,
-                  pastSize, b.getIndexAttr(0));
+                  {pastSize, zero});
   Value kAll = emptyTensor(b, loc, {total, b.getIndexAttr(rope)}, cacheType);
-  kAll =
-      insertAt(b, loc, kRopeCache, kAll, b.getIndexAttr(0), b.getIndexAttr(0));
-  kAll = insertAt(b, loc, kRope0, kAll, pastSize, b.getIndexAttr(0));
-  kAll = insertAt(b, loc, kRope1, kAll, pastSize, b.getIndexAttr(half));
+  kAll = insertAt(b, loc, kRopeCache, kAll, {zero, zero});
+  kAll = insertAt(b, loc, kRope0, kAll, {pastSize, zero});
+  kAll = insertAt(b, loc, kRope1, kAll, {pastSize, b.getIndexAttr(half)});
 
   // Expansion of every cached and new latent (rounded values):
   // k_nope [T, N, D_n], v [T, N, D_v].
@@ -167,20 +131,12 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b) {
                             vdim, 1);
 
   // Raw scores [N, S, T] = q_nope · k_nope + q_rope · k_rope in f32.
+  Value scores = headScores(b, loc, qNope, kNope, /*group=*/1, tokens, total);
   AffineExpr n, s, j, d;
   bindDims(ctx, n, s, j, d);
   auto map4 = [&](ArrayRef<AffineExpr> exprs) {
     return AffineMap::get(4, 0, exprs, ctx);
   };
-  SmallVector<OpFoldResult> scoreSizes = {b.getIndexAttr(heads), tokens, total};
-  Value scores = filledTensor(b, loc, scoreSizes, f32, f32Const(b, loc, 0.0));
-  scores = generic(b, loc, ValueRange{qNope, kNope}, scores,
-                   {map4({s, n, d}), map4({j, n, d}), map4({n, s, j})},
-                   {kPar, kPar, kPar, kRed},
-                   [](OpBuilder &nb, Location l, ValueRange a) {
-                     Value p = arith::MulFOp::create(nb, l, a[0], a[1]);
-                     yieldOp(nb, l, arith::AddFOp::create(nb, l, a[2], p));
-                   })[0];
   // The halves of the (rounded) rope keys: first and second components.
   Value kRopeFirst =
       columns(b, loc, kAll, b.getIndexAttr(0), b.getIndexAttr(half), 1);
@@ -197,65 +153,9 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b) {
         yieldOp(nb, l, arith::AddFOp::create(nb, l, acc, p1));
       })[0];
 
-  // Softmax over the visible keys j <= P + s of scale · score, in f32.
-  Value scale = f32Const(b, loc, op.getEffectiveSoftmaxScale());
-  AffineMap id3 = b.getMultiDimIdentityMap(3);
-  AffineExpr n3, s3;
-  bindDims(ctx, n3, s3);
-  AffineMap perRow = AffineMap::get(3, 0, {n3, s3}, ctx);
-  SmallVector<OpFoldResult> rowSizes = {b.getIndexAttr(heads), tokens};
-  Value maxInit =
-      filledTensor(b, loc, rowSizes, f32,
-                   f32Const(b, loc, -std::numeric_limits<double>::infinity()));
-  Value rowMax = generic(
-      b, loc, scores, maxInit, {id3, perRow}, {kPar, kPar, kRed},
-      [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value ok = visible(nb, l, past, linalg::IndexOp::create(nb, l, 1),
-                           linalg::IndexOp::create(nb, l, 2));
-        Value scaled = arith::MulFOp::create(nb, l, a[0], scale);
-        Value larger = arith::MaximumFOp::create(nb, l, a[1], scaled);
-        yieldOp(nb, l, arith::SelectOp::create(nb, l, ok, larger, a[1]));
-      })[0];
-  Value exps = generic(
-      b, loc, ValueRange{scores, rowMax},
-      emptyTensor(b, loc, mixedSizes(b, loc, scores), f32), {id3, perRow, id3},
-      {kPar, kPar, kPar}, [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value ok = visible(nb, l, past, linalg::IndexOp::create(nb, l, 1),
-                           linalg::IndexOp::create(nb, l, 2));
-        Value scaled = arith::MulFOp::create(nb, l, a[0], scale);
-        Value e = math::ExpOp::create(
-            nb, l, arith::SubFOp::create(nb, l, scaled, a[1]));
-        yieldOp(nb, l,
-                arith::SelectOp::create(nb, l, ok, e, f32Const(nb, l, 0.0)));
-      })[0];
-  Value rowSum = generic(
-      b, loc, exps, filledTensor(b, loc, rowSizes, f32, f32Const(b, loc, 0.0)),
-      {id3, perRow}, {kPar, kPar, kRed},
-      [](OpBuilder &nb, Location l, ValueRange a) {
-        yieldOp(nb, l, arith::AddFOp::create(nb, l, a[1], a[0]));
-      })[0];
-
-  // o [S, N, D_v] = Σ_j exp_j v_j / Σ_j exp_j.
-  AffineExpr os, on, ov, oj;
-  bindDims(ctx, os, on, ov, oj);
-  SmallVector<OpFoldResult> oSizes = {tokens, b.getIndexAttr(heads),
-                                      b.getIndexAttr(vdim)};
-  Value weighted = generic(
-      b, loc, ValueRange{exps, v},
-      filledTensor(b, loc, oSizes, f32, f32Const(b, loc, 0.0)),
-      {map4({on, os, oj}), map4({oj, on, ov}), map4({os, on, ov})},
-      {kPar, kPar, kPar, kRed}, [](OpBuilder &nb, Location l, ValueRange a) {
-        Value p = arith::MulFOp::create(nb, l, a[0], a[1]);
-        yieldOp(nb, l, arith::AddFOp::create(nb, l, a[2], p));
-      })[0];
-  AffineExpr ns, nn;
-  bindDims(ctx, ns, nn);
-  Value o = generic(
-      b, loc, ValueRange{weighted, rowSum}, emptyTensor(b, loc, oSizes, f32),
-      {id3, AffineMap::get(3, 0, {nn, ns}, ctx), id3}, {kPar, kPar, kPar},
-      [](OpBuilder &nb, Location l, ValueRange a) {
-        yieldOp(nb, l, arith::DivFOp::create(nb, l, a[0], a[1]));
-      })[0];
+  // Causal softmax of scale · score and the weighted sum of v: o [S, N, D_v].
+  Value o = attendValues(b, loc, scores, v, /*group=*/1, past,
+                         op.getEffectiveSoftmaxScale(), std::nullopt);
 
   // out [S, H] = o [S, N·D_v] · o_projᵀ, heads concatenated.
   AffineExpr ps, ph, pn, pv;

@@ -34,6 +34,14 @@ struct LowerAttention : OpRewritePattern<mla::AttentionOp> {
   }
 };
 
+struct LowerGqaAttention : OpRewritePattern<mla::GqaAttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(mla::GqaAttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    return lowering::mla::lowerGqaAttention(op, rewriter);
+  }
+};
+
 struct ConvertMLAToLinalgPass
     : moe_mlir::impl::ConvertMLAToLinalgBase<ConvertMLAToLinalgPass> {
   void runOnOperation() override {
@@ -48,5 +56,5 @@ struct ConvertMLAToLinalgPass
 } // namespace
 
 void moe_mlir::populateMLAToLinalgPatterns(RewritePatternSet &patterns) {
-  patterns.add<LowerAttention>(patterns.getContext());
+  patterns.add<LowerAttention, LowerGqaAttention>(patterns.getContext());
 }

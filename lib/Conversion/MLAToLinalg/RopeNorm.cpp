@@ -2,11 +2,12 @@
 //
 // Part of moe-mlir.
 //
-// The pieces of the mla.attention lowering that do not depend on the op:
-// the RoPE frequencies (evaluated here, in f64, from the attributes), the
-// cos/sin tables at the dynamic positions, the rotation of the rope pairs,
-// RMSNorm and contractions that read one piece of every head out of a
-// head-major weight.
+// The pieces of the mla lowerings that do not depend on the op: the RoPE
+// frequencies (evaluated here from the attributes: in f64 for mla.attention,
+// in f32 as Hugging Face does for mla.gqa_attention), the cos/sin tables at
+// the dynamic positions, the rotation of the rope pairs, RMSNorm and
+// contractions that read one piece of every head out of a head-major
+// weight.
 //
 //===----------------------------------------------------------------------===//
 
@@ -67,6 +68,21 @@ SmallVector<double> ropeFrequencies(int64_t ropeDim, double theta,
   return freqs;
 }
 
+SmallVector<double> hfInverseFrequencies(int64_t dim, double theta) {
+  // transformers: 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim)),
+  // every step a float32 tensor operation.
+  auto base = static_cast<float>(theta);
+  SmallVector<double> freqs;
+  for (int64_t i = 0; i < dim / 2; ++i) {
+    float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
+    // The f64 power rounded to f32: the correctly rounded f32 power.
+    auto power = static_cast<float>(
+        std::pow(static_cast<double>(base), static_cast<double>(exponent)));
+    freqs.push_back(static_cast<double>(1.0f / power));
+  }
+  return freqs;
+}
+
 double ropeCosSinFactor(YarnAttr yarn) {
   if (!yarn)
     return 1.0;
@@ -81,13 +97,24 @@ double ropeCosSinFactor(YarnAttr yarn) {
 
 std::pair<Value, Value> ropeTables(OpBuilder &b, Location loc, Value past,
                                    OpFoldResult tokens, ArrayRef<double> freqs,
-                                   double factor) {
+                                   double factor, RopeAngles angles) {
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type(), f64 = b.getF64Type();
+  bool f32Angles = angles == RopeAngles::F32;
+  Type angleType = f32Angles ? f32 : f64;
   auto half = static_cast<int64_t>(freqs.size());
-  auto freqType = RankedTensorType::get({half}, f64);
-  Value freqConst = arith::ConstantOp::create(
-      b, loc, cast<TypedAttr>(DenseElementsAttr::get(freqType, freqs)));
+  auto freqType = RankedTensorType::get({half}, angleType);
+  DenseElementsAttr freqAttr;
+  if (f32Angles) {
+    SmallVector<float> narrow;
+    for (double f : freqs)
+      narrow.push_back(static_cast<float>(f));
+    freqAttr = DenseElementsAttr::get(freqType, ArrayRef<float>(narrow));
+  } else {
+    freqAttr = DenseElementsAttr::get(freqType, freqs);
+  }
+  Value freqConst =
+      arith::ConstantOp::create(b, loc, cast<TypedAttr>(freqAttr));
 
   SmallVector<OpFoldResult> sizes = {tokens, b.getIndexAttr(half)};
   Value cosInit = emptyTensor(b, loc, sizes, f32);
@@ -99,13 +126,16 @@ std::pair<Value, Value> ropeTables(OpBuilder &b, Location loc, Value past,
   ValueRange tables = generic(
       b, loc, freqConst, ValueRange{cosInit, sinInit}, {column, id, id},
       {kPar, kPar}, [&](OpBuilder &nb, Location l, ValueRange args) {
-        // The position P + s, exact in f64 for any realistic index.
+        // The position P + s, exact in f64 for any realistic index (in f32
+        // below 2^24, as in HF).
         Value row = linalg::IndexOp::create(nb, l, 0);
         Value position = arith::AddIOp::create(nb, l, past, row);
         Value asInt =
             arith::IndexCastOp::create(nb, l, nb.getI64Type(), position);
-        Value asFloat = arith::SIToFPOp::create(nb, l, f64, asInt);
+        Value asFloat = arith::SIToFPOp::create(nb, l, angleType, asInt);
         Value angle = arith::MulFOp::create(nb, l, asFloat, args[0]);
+        if (f32Angles)
+          angle = arith::ExtFOp::create(nb, l, f64, angle);
         Value c = math::CosOp::create(nb, l, angle);
         Value sn = math::SinOp::create(nb, l, angle);
         if (factor != 1.0) {
@@ -154,19 +184,22 @@ std::pair<Value, Value> rotatePairs(OpBuilder &b, Location loc, Value first,
 }
 
 Value rmsNorm(OpBuilder &b, Location loc, Value x, Value weight, float eps) {
-  MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
-  AffineExpr m, r;
-  bindDims(ctx, m, r);
-  AffineMap id = b.getMultiDimIdentityMap(2);
-  AffineMap row = AffineMap::get(2, 0, {m}, ctx);
-  AffineMap column = AffineMap::get(2, 0, {r}, ctx);
+  auto rank = static_cast<unsigned>(
+      cast<RankedTensorType>(x.getType()).getRank());
+  AffineMap id = b.getMultiDimIdentityMap(rank);
+  // All dimensions but the last (the rows), and the last one.
+  AffineMap row = id.getMajorSubMap(rank - 1);
+  AffineMap column = id.getMinorSubMap(1);
+  SmallVector<IteratorType> reduceLast(rank, kPar);
+  reduceLast.back() = kRed;
 
   // Σ_r x² per row, in f32.
-  Value sumInit = filledTensor(b, loc, {tensor::getMixedSize(b, loc, x, 0)},
-                               f32, f32Const(b, loc, 0.0));
+  SmallVector<OpFoldResult> rowSizes = mixedSizes(b, loc, x);
+  rowSizes.pop_back();
+  Value sumInit = filledTensor(b, loc, rowSizes, f32, f32Const(b, loc, 0.0));
   Value sumSquares =
-      generic(b, loc, x, sumInit, {id, row}, {kPar, kRed},
+      generic(b, loc, x, sumInit, {id, row}, reduceLast,
               [](OpBuilder &nb, Location l, ValueRange args) {
                 Value v = toF32(nb, l, args[0]);
                 Value sq = arith::MulFOp::create(nb, l, v, v);
@@ -177,11 +210,11 @@ Value rmsNorm(OpBuilder &b, Location loc, Value x, Value weight, float eps) {
   Value width = arith::SIToFPOp::create(
       b, loc, f32,
       arith::IndexCastOp::create(b, loc, b.getI64Type(),
-                                 dimValue(b, loc, x, 1)));
+                                 dimValue(b, loc, x, rank - 1)));
   Value epsilon = f32Const(b, loc, eps);
   Value init = emptyTensor(b, loc, mixedSizes(b, loc, x), f32);
   return generic(b, loc, ValueRange{x, sumSquares, weight}, init,
-                 {id, row, column, id}, {kPar, kPar},
+                 {id, row, column, id}, SmallVector<IteratorType>(rank, kPar),
                  [&](OpBuilder &nb, Location l, ValueRange args) {
                    Value mean = arith::DivFOp::create(nb, l, args[1], width);
                    Value root = math::SqrtOp::create(

@@ -68,8 +68,13 @@ public:
       return st;
     if (out <= 0)
       return error(name, "must be positive, got " + std::to_string(out));
+    // Far beyond any real model; keeps every product of sizes in int64_t.
+    if (out > kMaxSize)
+      return error(name, std::to_string(out) + " exceeds " +
+                             std::to_string(kMaxSize));
     return Status::success();
   }
+  static constexpr int64_t kMaxSize = int64_t(1) << 24;
   Status optionalPositive(const char *name,
                           std::optional<int64_t> &out) const {
     if (!get(name)) {
@@ -201,7 +206,7 @@ static Status readCommon(const FieldReader &f, ModelConfig &c,
                        "' is not supported (float32, bfloat16, float16)");
   c.torchDtype = dtype;
   if (const JsonValue *q = f.get("quantization_config")) {
-    const JsonValue *method = q->get("quant_method");
+    const JsonValue *method = q->isString() ? q : q->get("quant_method");
     c.quantization = method && method->isString() ? method->asString()
                                                   : std::string("unknown");
   }
@@ -217,12 +222,21 @@ static const JsonValue *ropeScaling(const FieldReader &f) {
 }
 
 /// Its "rope_type" (or the older "type"); "default" when absent.
-static std::string ropeType(const JsonValue &scaling) {
+static Status ropeType(const FieldReader &f, const char *field,
+                       const JsonValue &scaling, std::string &type) {
+  if (!scaling.isObject())
+    return f.error(field, "must be an object or null");
+  type = "default";
   for (const char *key : {"rope_type", "type"})
-    if (const JsonValue *v = scaling.get(key))
-      if (v->isString())
-        return v->asString();
-  return scaling.isObject() ? "default" : "?";
+    if (const JsonValue *v = scaling.get(key); v && !v->isNull()) {
+      if (!v->isString())
+        return f.error(std::string(field) + "." + key,
+                       std::string("must be a string, got ") +
+                           moe_rt::jsonKindName(v->kind()));
+      type = v->asString();
+      return Status::success();
+    }
+  return Status::success();
 }
 
 static Status readGqaAttention(const FieldReader &f, ModelConfig &c) {
@@ -246,12 +260,14 @@ static Status readGqaAttention(const FieldReader &f, ModelConfig &c) {
                    "gives an odd head dimension " +
                        std::to_string(c.headDim) + " (RoPE needs pairs)");
   if (const JsonValue *scaling = ropeScaling(f)) {
-    std::string type = ropeType(*scaling);
+    const char *field = f.has("rope_scaling") ? "rope_scaling"
+                                              : "rope_parameters";
+    std::string type;
+    TRY(ropeType(f, field, *scaling, type));
     if (type != "default")
-      return f.error(f.has("rope_scaling") ? "rope_scaling" : "rope_parameters",
-                     "has rope_type '" + type +
-                         "': RoPE scaling is not supported for " +
-                         c.modelType);
+      return f.error(field, "has rope_type '" + type +
+                                "': RoPE scaling is not supported for " +
+                                c.modelType);
   }
   bool attentionBias = false;
   TRY(f.boolean("attention_bias", attentionBias, false));
@@ -297,8 +313,9 @@ static Status readQwen(const FieldReader &f, ModelConfig &c, bool qwen3) {
   TRY(f.positive("intermediate_size", c.intermediateSize));
   TRY(f.positive("moe_intermediate_size", c.moeIntermediateSize));
   TRY(f.integer("num_experts", c.numExperts, qwen3 ? 128 : 60));
-  if (c.numExperts < 0)
-    return f.error("num_experts", "must not be negative");
+  if (c.numExperts < 0 || c.numExperts > FieldReader::kMaxSize)
+    return f.error("num_experts", "must be between 0 and " +
+                                      std::to_string(FieldReader::kMaxSize));
   TRY(f.positive("num_experts_per_tok", c.topK, qwen3 ? 8 : 4));
   TRY(f.boolean("norm_topk_prob", c.router.renormalize, false));
   TRY(f.positive("decoder_sparse_step", c.decoderSparseStep, 1));
@@ -321,9 +338,11 @@ static Status readQwen(const FieldReader &f, ModelConfig &c, bool qwen3) {
   if (!qwen3) {
     TRY(f.integer("shared_expert_intermediate_size",
                   c.sharedIntermediateSize, 0));
-    if (c.sharedIntermediateSize < 0)
+    if (c.sharedIntermediateSize < 0 ||
+        c.sharedIntermediateSize > FieldReader::kMaxSize)
       return f.error("shared_expert_intermediate_size",
-                     "must not be negative");
+                     "must be between 0 and " +
+                         std::to_string(FieldReader::kMaxSize));
     c.sharedExpertGate = c.sharedIntermediateSize > 0;
   }
   return readExperts(f, c, "num_experts", "num_experts_per_tok");
@@ -332,12 +351,13 @@ static Status readQwen(const FieldReader &f, ModelConfig &c, bool qwen3) {
 static Status readYarn(const FieldReader &f, const JsonValue &scaling,
                        ModelConfig &c) {
   FieldReader r(scaling, f.origin());
-  auto err = [&](const std::string &field, const std::string &what) {
-    return f.error("rope_scaling." + field, what);
+  const char *field = f.has("rope_scaling") ? "rope_scaling"
+                                            : "rope_parameters";
+  auto err = [&](const std::string &member, const std::string &what) {
+    return f.error(std::string(field) + "." + member, what);
   };
-  if (!scaling.isObject())
-    return f.error("rope_scaling", "must be an object or null");
-  std::string type = ropeType(scaling);
+  std::string type;
+  TRY(ropeType(f, field, scaling, type));
   if (type == "default")
     return Status::success();
   if (type != "yarn")
@@ -357,11 +377,22 @@ static Status readYarn(const FieldReader &f, const JsonValue &scaling,
     return err("original_max_position_embeddings",
                "must be a positive integer");
   y.originalMaxPositionEmbeddings = original;
-  if (!r.number("beta_fast", y.betaFast, 32.0) ||
-      !r.number("beta_slow", y.betaSlow, 1.0) ||
-      !r.number("mscale", y.mscale, 1.0) ||
-      !r.number("mscale_all_dim", y.mscaleAllDim, 0.0))
-    return err("beta_fast", "or another yarn parameter is not a number");
+  struct {
+    const char *name;
+    double &value;
+    double fallback;
+  } params[] = {{"beta_fast", y.betaFast, 32.0},
+                {"beta_slow", y.betaSlow, 1.0},
+                {"mscale", y.mscale, 1.0},
+                {"mscale_all_dim", y.mscaleAllDim, 0.0}};
+  for (auto &p : params) {
+    const JsonValue *v = scaling.get(p.name);
+    if (v && !v->isNull() && !v->isNumber())
+      return err(p.name, std::string("must be a number, got ") +
+                             moe_rt::jsonKindName(v->kind()));
+    if (!r.number(p.name, p.value, p.fallback))
+      return err(p.name, "must be a finite number");
+  }
   c.yarn = y;
   return Status::success();
 }
@@ -393,8 +424,10 @@ static Status readDeepseek(const FieldReader &f, ModelConfig &c, bool v3) {
   }
   int64_t shared = 0;
   TRY(f.integer("n_shared_experts", shared, 0));
-  if (shared < 0)
-    return f.error("n_shared_experts", "must not be negative");
+  if (shared < 0 || shared > FieldReader::kMaxSize)
+    return f.error("n_shared_experts",
+                   "must be between 0 and " +
+                       std::to_string(FieldReader::kMaxSize));
   c.sharedIntermediateSize = shared * c.moeIntermediateSize;
   TRY(f.integer("first_k_dense_replace", c.firstKDenseReplace, 0));
   if (c.firstKDenseReplace < 0)
@@ -412,8 +445,8 @@ static Status readDeepseek(const FieldReader &f, ModelConfig &c, bool v3) {
   std::string scoring, method;
   TRY(f.string("scoring_func", scoring, v3 ? "sigmoid" : "softmax"));
   TRY(f.string("topk_method", method, v3 ? "noaux_tc" : "greedy"));
-  TRY(f.integer("n_group", c.router.nGroup, 1));
-  TRY(f.integer("topk_group", c.router.topkGroup, 1));
+  TRY(f.positive("n_group", c.router.nGroup, 1));
+  TRY(f.positive("topk_group", c.router.topkGroup, 1));
   if (v3) {
     if (scoring != "sigmoid")
       return f.error("scoring_func", "'" + scoring +
@@ -446,8 +479,12 @@ static Status readDeepseek(const FieldReader &f, ModelConfig &c, bool v3) {
     // routed_scaling_factor and never renormalizes them.
   }
   TRY(readExperts(f, c, "n_routed_experts", "num_experts_per_tok"));
-  if (c.router.nGroup > 1 || v3) {
-    if (c.router.nGroup <= 0 || c.numExperts % c.router.nGroup != 0)
+  if (c.router.nGroup == 1) {
+    // One group: plain top-k (Moonlight-style DeepSeek-V3 configs).
+    c.router.topkGroup = 1;
+    c.router.groupTop2Sum = false;
+  } else {
+    if (c.numExperts % c.router.nGroup != 0)
       return f.error("n_group", "(" + std::to_string(c.router.nGroup) +
                                     ") must divide n_routed_experts (" +
                                     std::to_string(c.numExperts) + ")");

@@ -40,8 +40,7 @@ using namespace moe_mlir::hf;
 
 bool moe_mlir::hf::isCheckpointDirectory(const std::string &path) {
   struct stat st;
-  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
-         stat((path + "/config.json").c_str(), &st) == 0;
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 void moe_mlir::hf::registerImportDialects(MLIRContext &context) {

@@ -357,7 +357,7 @@ Value DecoderBuilder::sparseMlp(Value x, const llvm::StringMap<Value> &w) {
   }
   if (r.scalingFactor != 1.0)
     attrs.push_back(attr("routed_scaling_factor", f32Attr(r.scalingFactor)));
-  if (r.nGroup > 1 || r.groupTop2Sum) {
+  if (r.nGroup > 1) {
     attrs.push_back(attr("n_group", i64(r.nGroup)));
     attrs.push_back(attr("topk_group", i64(r.topkGroup)));
     attrs.push_back(attr(
@@ -518,10 +518,16 @@ OwningOpRef<ModuleOp> DecoderBuilder::build() {
 
   auto forward = func::FuncOp::create(
       b_, loc_, "forward", FunctionType::get(&ctx_, argTypes, resultTypes));
-  for (auto [i, name] : llvm::enumerate(argNames))
-    forward.setArgAttr(i, "moe.name", b_.getStringAttr(name));
-  for (auto [i, name] : llvm::enumerate(resultNames))
-    forward.setResultAttr(i, "moe.name", b_.getStringAttr(name));
+  // All at once: setting them one by one rebuilds the array each time.
+  auto nameAttrs = [&](ArrayRef<std::string> names) {
+    SmallVector<DictionaryAttr> attrs;
+    for (const std::string &name : names)
+      attrs.push_back(b_.getDictionaryAttr(
+          {attr("moe.name", b_.getStringAttr(name))}));
+    return attrs;
+  };
+  forward.setAllArgAttrs(nameAttrs(argNames));
+  forward.setAllResultAttrs(nameAttrs(resultNames));
   Block *entry = forward.addEntryBlock();
 
   // Layer functions go after @forward.

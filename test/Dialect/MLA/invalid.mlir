@@ -1,6 +1,7 @@
 // Diagnostics of mla.attention (AttentionOp::verify, the ODS constraints and
-// the result-type inference check) and of #mla.yarn (YarnAttr::verify).
-// Unless a case says otherwise the sizes are those of ops.mlir: H = 64,
+// the result-type inference check), of #mla.yarn (YarnAttr::verify) and of
+// mla.gqa_attention (its own section at the end). For mla.attention, unless
+// a case says otherwise the sizes are those of ops.mlir: H = 64,
 // N = 4, D_n = 16, D_r = 8, D_v = 16, R_kv = 32, R_q = 24, S = 5, P = 0.
 
 // RUN: moe-opt %s --split-input-file --verify-diagnostics
@@ -605,5 +606,457 @@ func.func @huge_heads(%x: tensor<5x64xf32>, %ckv: tensor<0x32xf32>, %kr: tensor<
       : (tensor<5x64xf32>, tensor<0x32xf32>, tensor<0x8xf32>, tensor<96x64xf32>,
          tensor<40x64xf32>, tensor<32xf32>, tensor<128x32xf32>, tensor<64x64xf32>)
       -> (tensor<5x64xf32>, tensor<5x32xf32>, tensor<5x8xf32>)
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// mla.gqa_attention (GqaAttentionOp::verify, the ODS constraints and the
+// result-type inference check). Unless a case says otherwise: H = 64,
+// N = 4, KV = 2, D = 16, S = 5, P = 0.
+//===----------------------------------------------------------------------===//
+
+// Head counts and sizes are bounded so that N * D cannot overflow.
+func.func @gqa_huge_heads(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op num_heads = 4611686018427387904 exceeds 16777216}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4611686018427387904 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// num_heads must be a multiple of num_kv_heads (every KV head serves N/KV
+// query heads).
+func.func @gqa_heads_not_multiple(
+    %x: tensor<5x64xf32>, %kc: tensor<0x3x16xf32>, %vc: tensor<0x3x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<48x64xf32>, %wv: tensor<48x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op num_heads = 4 must be a multiple of num_kv_heads = 3}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 3 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x3x16xf32>, tensor<0x3x16xf32>, tensor<64x64xf32>,
+         tensor<48x64xf32>, tensor<48x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x3x16xf32>, tensor<5x3x16xf32>)
+  return
+}
+
+// -----
+
+// head_dim must be even (RoPE rotates the pairs (x[i], x[i + D/2])).
+func.func @gqa_odd_head_dim(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x15xf32>, %vc: tensor<0x2x15xf32>, %wq: tensor<60x64xf32>,
+    %wk: tensor<30x64xf32>, %wv: tensor<30x64xf32>, %wo: tensor<64x60xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op head_dim must be even (RoPE rotates pairs), got 15}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 15 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x15xf32>, tensor<0x2x15xf32>, tensor<60x64xf32>,
+         tensor<30x64xf32>, tensor<30x64xf32>, tensor<64x60xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x15xf32>, tensor<5x2x15xf32>)
+  return
+}
+
+// -----
+
+// hidden must have rank 2 [S, H].
+func.func @gqa_hidden_rank(
+    %x: tensor<64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'hidden' must have rank 2 [S, H], got 'tensor<64xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<?x?xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>)
+  return
+}
+
+// -----
+
+// q_proj must be [N*D, H].
+func.func @gqa_q_proj_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<32x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'q_proj' must have shape [N*D=64, H=64], got 'tensor<32x64xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<32x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// k_proj must be [KV*D, H] (here it has the size of q_proj).
+func.func @gqa_k_proj_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<64x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'k_proj' must have shape [KV*D=32, H=64], got 'tensor<64x64xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<64x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// v_proj must be [KV*D, H] (here transposed).
+func.func @gqa_v_proj_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<64x32xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'v_proj' must have shape [KV*D=32, H=64], got 'tensor<64x32xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<64x32xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// o_proj must be [H, N*D].
+func.func @gqa_o_proj_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x32xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'o_proj' must have shape [H=64, N*D=64], got 'tensor<64x32xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x32xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// The biases come all three or not at all (generic form: the custom syntax
+// takes the triple as a whole).
+func.func @gqa_partial_bias(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>, %bq: tensor<64xf32>,
+    %bk: tensor<32xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op bias requires all of 'q_bias', 'k_bias' and 'v_bias'}}
+  %0:3 = "mla.gqa_attention"(%x, %kc, %vc, %wq, %wk, %wv, %wo, %bq, %bk)
+      <{num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64,
+        operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0>}>
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>, tensor<64xf32>,
+         tensor<32xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// q_bias must be [N*D].
+func.func @gqa_q_bias_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>, %bq: tensor<32xf32>,
+    %bk: tensor<32xf32>, %bv: tensor<32xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'q_bias' must have shape [N*D=64], got 'tensor<32xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo) bias(%bq, %bk, %bv)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>, tensor<32xf32>,
+         tensor<32xf32>, tensor<32xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// k_bias must be [KV*D].
+func.func @gqa_k_bias_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>, %bq: tensor<64xf32>,
+    %bk: tensor<64xf32>, %bv: tensor<32xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'k_bias' must have shape [KV*D=32], got 'tensor<64xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo) bias(%bq, %bk, %bv)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>, tensor<64xf32>,
+         tensor<64xf32>, tensor<32xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// v_bias must be [KV*D].
+func.func @gqa_v_bias_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>, %bq: tensor<64xf32>,
+    %bk: tensor<32xf32>, %bv: tensor<1x32xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'v_bias' must have shape [KV*D=32], got 'tensor<1x32xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo) bias(%bq, %bk, %bv)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>, tensor<64xf32>,
+         tensor<32xf32>, tensor<1x32xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// The QK norms come both or not at all (generic form).
+func.func @gqa_partial_qk_norm(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>, %qn: tensor<16xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op qk_norm requires both 'q_norm' and 'k_norm'}}
+  %0:3 = "mla.gqa_attention"(%x, %kc, %vc, %wq, %wk, %wv, %wo, %qn)
+      <{num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64,
+        operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0>}>
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>, tensor<16xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// q_norm is per head: [D], not [N*D].
+func.func @gqa_q_norm_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>, %qn: tensor<64xf32>,
+    %kn: tensor<16xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'q_norm' must have shape [D=16], got 'tensor<64xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo) qk_norm(%qn, %kn)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>, tensor<64xf32>,
+         tensor<16xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// k_norm is per head: [D].
+func.func @gqa_k_norm_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>, %qn: tensor<16xf32>,
+    %kn: tensor<8xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'k_norm' must have shape [D=16], got 'tensor<8xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo) qk_norm(%qn, %kn)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>, tensor<16xf32>,
+         tensor<8xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// k_cache must have rank 3 [P, KV, D].
+func.func @gqa_k_cache_rank(
+    %x: tensor<5x64xf32>, %kc: tensor<0x32xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'k_cache' must have rank 3 [P, KV, D], got 'tensor<0x32xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x32xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// k_cache must be [P, KV, D] (here the query heads instead of the KV
+// heads).
+func.func @gqa_k_cache_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<3x4x16xf32>, %vc: tensor<3x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'k_cache' must have shape [P=3, KV=2, D=16], got 'tensor<3x4x16xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<3x4x16xf32>, tensor<3x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<8x2x16xf32>, tensor<8x2x16xf32>)
+  return
+}
+
+// -----
+
+// v_cache must hold as many tokens as k_cache.
+func.func @gqa_v_cache_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<3x2x16xf32>, %vc: tensor<4x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'v_cache' must have shape [P=3, KV=2, D=16], got 'tensor<4x2x16xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<3x2x16xf32>, tensor<4x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<8x2x16xf32>, tensor<8x2x16xf32>)
+  return
+}
+
+// -----
+
+// The two caches share one element type.
+func.func @gqa_v_cache_element_type(
+    %x: tensor<5x64xf32>, %kc: tensor<?x2x16xbf16>, %vc: tensor<?x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'v_cache' must have element type 'bf16' (that of 'k_cache'), got 'f32'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xf32>)
+  return
+}
+
+// -----
+
+// The weights share one element type, that of q_proj.
+func.func @gqa_weight_element_type(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xbf16>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xbf16>, %wo: tensor<64x64xbf16>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'k_proj' must have element type 'bf16' (that of 'q_proj'), got 'f32'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xbf16>,
+         tensor<32x64xf32>, tensor<32x64xbf16>, tensor<64x64xbf16>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// The QK norms are weights too: the element type of q_proj.
+func.func @gqa_norm_element_type(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xbf16>,
+    %wk: tensor<32x64xbf16>, %wv: tensor<32x64xbf16>, %wo: tensor<64x64xbf16>, %qn: tensor<16xbf16>,
+    %kn: tensor<16xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op operand 'k_norm' must have element type 'bf16' (that of 'q_proj'), got 'f32'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo) qk_norm(%qn, %kn)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xbf16>,
+         tensor<32x64xbf16>, tensor<32x64xbf16>, tensor<64x64xbf16>, tensor<16xbf16>,
+         tensor<16xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// rms_norm_eps must be non-negative.
+func.func @gqa_negative_rms_norm_eps(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>, %qn: tensor<16xf32>,
+    %kn: tensor<16xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op rms_norm_eps must be non-negative}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo) qk_norm(%qn, %kn)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, rms_norm_eps = -1.0e-6 : f32}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>, tensor<16xf32>,
+         tensor<16xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// rope_theta must be positive.
+func.func @gqa_rope_theta(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op rope_theta must be positive}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, rope_theta = 0.0 : f64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// softmax_scale must be positive.
+func.func @gqa_softmax_scale(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+1 {{'mla.gqa_attention' op softmax_scale must be positive}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, softmax_scale = -0.25 : f32}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// ODS: sliding_window must be a positive integer (checked while parsing,
+// at the attribute dictionary).
+func.func @gqa_zero_sliding_window(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      // expected-error @+1 {{attribute 'sliding_window' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, sliding_window = 0 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// ODS: num_kv_heads must be a positive integer.
+func.func @gqa_zero_num_kv_heads(
+    %x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      // expected-error @+1 {{attribute 'num_kv_heads' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+      {num_heads = 4 : i64, num_kv_heads = 0 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// Result types must be compatible with the inferred ones: the extended
+// caches have P+S = 3+5 rows, not 5.
+func.func @gqa_result_shape(
+    %x: tensor<5x64xf32>, %kc: tensor<3x2x16xf32>, %vc: tensor<3x2x16xf32>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+2 {{'mla.gqa_attention' op failed to infer returned types}}
+  // expected-error @+1 {{'mla.gqa_attention' op inferred type(s) 'tensor<5x64xf32>', 'tensor<8x2x16xf32>', 'tensor<8x2x16xf32>' are incompatible with return type(s) of operation 'tensor<5x64xf32>', 'tensor<5x2x16xf32>', 'tensor<5x2x16xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<3x2x16xf32>, tensor<3x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return
+}
+
+// -----
+
+// Result types must be compatible with the inferred ones: v_out keeps the
+// element type of the caches (bf16).
+func.func @gqa_result_element_type(
+    %x: tensor<1x64xf32>, %kc: tensor<?x2x16xbf16>, %vc: tensor<?x2x16xbf16>, %wq: tensor<64x64xf32>,
+    %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>, %wo: tensor<64x64xf32>) {
+  // expected-error @+2 {{'mla.gqa_attention' op failed to infer returned types}}
+  // expected-error @+1 {{'mla.gqa_attention' op inferred type(s) 'tensor<1x64xf32>', 'tensor<?x2x16xbf16>', 'tensor<?x2x16xbf16>' are incompatible with return type(s) of operation 'tensor<1x64xf32>', 'tensor<?x2x16xbf16>', 'tensor<?x2x16xf32>'}}
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<1x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xbf16>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<1x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xf32>)
   return
 }

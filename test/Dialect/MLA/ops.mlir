@@ -1,5 +1,6 @@
-// Round-trip tests of mla.attention (custom and generic forms) and of the
-// #mla.yarn attribute. Sizes throughout: H = 64, N = 4 heads, D_n = 16,
+// Round-trip tests of mla.attention (custom and generic forms), of the
+// #mla.yarn attribute and of mla.gqa_attention (sizes in its section at the
+// end). mla.attention sizes: H = 64, N = 4 heads, D_n = 16,
 // D_r = 8, D_v = 16, R_kv = 32, R_q = 24; so q_proj / q_b_proj have
 // N*(D_n+D_r) = 96 rows, kv_a_proj R_kv+D_r = 40, kv_b_proj N*(D_n+D_v) = 128,
 // and o_proj N*D_v = 64 columns.
@@ -311,4 +312,152 @@ func.func @prefill_then_decode(
       -> (tensor<1x64xf32>, tensor<6x32xbf16>, tensor<6x8xbf16>)
   return %out0, %out1, %ckv2, %kr2
       : tensor<5x64xf32>, tensor<1x64xf32>, tensor<6x32xbf16>, tensor<6x8xbf16>
+}
+
+//===----------------------------------------------------------------------===//
+// mla.gqa_attention. Sizes: H = 64, N = 4 query heads, KV = 2 key/value
+// heads, D = 16; so q_proj and o_proj are [N*D = 64, 64] / [64, 64], k_proj
+// and v_proj [KV*D = 32, 64], the caches [P, 2, 16], the biases [64], [32],
+// [32] and the QK norms [16].
+//===----------------------------------------------------------------------===//
+
+// Prefill into an empty cache, no bias, no QK norm; rope_theta and
+// rms_norm_eps at their defaults, so not printed.
+// CHECK-LABEL: func.func @gqa_prefill(
+// CHECK-SAME:    %[[X:[^:]+]]: tensor<5x64xf32>, %[[KC:[^:]+]]: tensor<0x2x16xf32>, %[[VC:[^:]+]]: tensor<0x2x16xf32>,
+// CHECK-SAME:    %[[WQ:[^:]+]]: tensor<64x64xf32>, %[[WK:[^:]+]]: tensor<32x64xf32>, %[[WV:[^:]+]]: tensor<32x64xf32>, %[[WO:[^:]+]]: tensor<64x64xf32>)
+// CHECK:         %[[OUT:[^,]+]], %[[K:[^,]+]], %[[V:[^ ]+]] = mla.gqa_attention %[[X]] cache(%[[KC]], %[[VC]]) q(%[[WQ]]) k(%[[WK]]) v(%[[WV]]) o(%[[WO]])
+// CHECK-SAME:    {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64}
+// CHECK-SAME:    : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>, tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+// CHECK-SAME:    -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+// CHECK:         return %[[OUT]], %[[K]], %[[V]]
+func.func @gqa_prefill(%x: tensor<5x64xf32>, %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>,
+                       %wq: tensor<64x64xf32>, %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>,
+                       %wo: tensor<64x64xf32>)
+    -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>) {
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64,
+       rope_theta = 10000.0 : f64, rms_norm_eps = 1.0e-6 : f32}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  return %out, %k, %v : tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>
+}
+
+// Mixtral: a sliding window and θ = 1e6, dynamic S and P.
+// CHECK-LABEL: func.func @gqa_mixtral_dynamic(
+// CHECK:         mla.gqa_attention %{{[^ ]+}} cache(%{{[^,]+}}, %{{[^)]+}}) q(%{{[^)]+}}) k(%{{[^)]+}}) v(%{{[^)]+}}) o(%{{[^)]+}})
+// CHECK-SAME:    {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, rope_theta = 1.000000e+06 : f64, sliding_window = 4096 : i64}
+// CHECK-SAME:    : (tensor<?x64xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>,
+// CHECK-SAME:    -> (tensor<?x64xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>)
+func.func @gqa_mixtral_dynamic(%x: tensor<?x64xf32>, %kc: tensor<?x2x16xf32>, %vc: tensor<?x2x16xf32>,
+                               %wq: tensor<64x64xf32>, %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>,
+                               %wo: tensor<64x64xf32>)
+    -> (tensor<?x64xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>) {
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64,
+       rope_theta = 1.0e6 : f64, sliding_window = 4096 : i64}
+      : (tensor<?x64xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<?x64xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>)
+  return %out, %k, %v : tensor<?x64xf32>, tensor<?x2x16xf32>, tensor<?x2x16xf32>
+}
+
+// Qwen2-MoE: projection biases; decode against a static cache of P = 7
+// tokens gives 8 rows out.
+// CHECK-LABEL: func.func @gqa_qwen2_bias(
+// CHECK-SAME:    %[[BQ:[^:]+]]: tensor<64xf32>, %[[BK:[^:]+]]: tensor<32xf32>, %[[BV:[^:]+]]: tensor<32xf32>)
+// CHECK:         mla.gqa_attention %{{[^ ]+}} cache(%{{[^,]+}}, %{{[^)]+}}) q(%{{[^)]+}}) k(%{{[^)]+}}) v(%{{[^)]+}}) o(%{{[^)]+}}) bias(%[[BQ]], %[[BK]], %[[BV]])
+// CHECK-SAME:    {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64}
+// CHECK-SAME:    : (tensor<1x64xf32>, tensor<7x2x16xf32>, tensor<7x2x16xf32>, tensor<64x64xf32>, tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>, tensor<64xf32>, tensor<32xf32>, tensor<32xf32>)
+// CHECK-SAME:    -> (tensor<1x64xf32>, tensor<8x2x16xf32>, tensor<8x2x16xf32>)
+func.func @gqa_qwen2_bias(%x: tensor<1x64xf32>, %kc: tensor<7x2x16xf32>, %vc: tensor<7x2x16xf32>,
+                          %wq: tensor<64x64xf32>, %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>,
+                          %wo: tensor<64x64xf32>,
+                          %bq: tensor<64xf32>, %bk: tensor<32xf32>, %bv: tensor<32xf32>)
+    -> (tensor<1x64xf32>, tensor<8x2x16xf32>, tensor<8x2x16xf32>) {
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      bias(%bq, %bk, %bv)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<1x64xf32>, tensor<7x2x16xf32>, tensor<7x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>,
+         tensor<64xf32>, tensor<32xf32>, tensor<32xf32>)
+      -> (tensor<1x64xf32>, tensor<8x2x16xf32>, tensor<8x2x16xf32>)
+  return %out, %k, %v : tensor<1x64xf32>, tensor<8x2x16xf32>, tensor<8x2x16xf32>
+}
+
+// Qwen3-MoE: QK norm, bf16 weights, a bf16 cache and f32 activations; the
+// extended caches are bf16, the output f32. rms_norm_eps is written at its
+// default (1e-6) and therefore not printed.
+// CHECK-LABEL: func.func @gqa_qwen3_qk_norm(
+// CHECK-SAME:    %[[QN:[^:]+]]: tensor<16xbf16>, %[[KN:[^:]+]]: tensor<16xbf16>)
+// CHECK:         mla.gqa_attention %{{[^ ]+}} cache(%{{[^,]+}}, %{{[^)]+}}) q(%{{[^)]+}}) k(%{{[^)]+}}) v(%{{[^)]+}}) o(%{{[^)]+}}) qk_norm(%[[QN]], %[[KN]])
+// CHECK-SAME:    {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, rope_theta = 1.000000e+06 : f64}
+// CHECK-SAME:    : (tensor<1x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xbf16>, tensor<64x64xbf16>, tensor<32x64xbf16>, tensor<32x64xbf16>, tensor<64x64xbf16>, tensor<16xbf16>, tensor<16xbf16>)
+// CHECK-SAME:    -> (tensor<1x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xbf16>)
+func.func @gqa_qwen3_qk_norm(%x: tensor<1x64xf32>, %kc: tensor<?x2x16xbf16>, %vc: tensor<?x2x16xbf16>,
+                             %wq: tensor<64x64xbf16>, %wk: tensor<32x64xbf16>, %wv: tensor<32x64xbf16>,
+                             %wo: tensor<64x64xbf16>, %qn: tensor<16xbf16>, %kn: tensor<16xbf16>)
+    -> (tensor<1x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xbf16>) {
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      qk_norm(%qn, %kn)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64,
+       rope_theta = 1.0e6 : f64, rms_norm_eps = 1.0e-6 : f32}
+      : (tensor<1x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xbf16>, tensor<64x64xbf16>,
+         tensor<32x64xbf16>, tensor<32x64xbf16>, tensor<64x64xbf16>,
+         tensor<16xbf16>, tensor<16xbf16>)
+      -> (tensor<1x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xbf16>)
+  return %out, %k, %v : tensor<1x64xf32>, tensor<?x2x16xbf16>, tensor<?x2x16xbf16>
+}
+
+// Multi-head attention (KV = N = 4), both optional groups, an explicit
+// softmax scale and a non-default epsilon, everything in f16.
+// CHECK-LABEL: func.func @gqa_mha_everything(
+// CHECK:         mla.gqa_attention %{{[^ ]+}} cache(%{{[^,]+}}, %{{[^)]+}}) q(%{{[^)]+}}) k(%{{[^)]+}}) v(%{{[^)]+}}) o(%{{[^)]+}}) bias(%{{[^,]+}}, %{{[^,]+}}, %{{[^)]+}}) qk_norm(%{{[^,]+}}, %{{[^)]+}})
+// CHECK-SAME:    {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 4 : i64, rms_norm_eps = 9.99999974E-6 : f32, softmax_scale = 1.250000e-01 : f32}
+// CHECK-SAME:    -> (tensor<3x64xf16>, tensor<5x4x16xf16>, tensor<5x4x16xf16>)
+func.func @gqa_mha_everything(%x: tensor<3x64xf16>, %kc: tensor<2x4x16xf16>, %vc: tensor<2x4x16xf16>,
+                              %wq: tensor<64x64xf16>, %wk: tensor<64x64xf16>, %wv: tensor<64x64xf16>,
+                              %wo: tensor<64x64xf16>,
+                              %bq: tensor<64xf16>, %bk: tensor<64xf16>, %bv: tensor<64xf16>,
+                              %qn: tensor<16xf16>, %kn: tensor<16xf16>)
+    -> (tensor<3x64xf16>, tensor<5x4x16xf16>, tensor<5x4x16xf16>) {
+  %out, %k, %v = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      bias(%bq, %bk, %bv) qk_norm(%qn, %kn)
+      {num_heads = 4 : i64, num_kv_heads = 4 : i64, head_dim = 16 : i64,
+       softmax_scale = 0.125 : f32, rms_norm_eps = 1.0e-5 : f32}
+      : (tensor<3x64xf16>, tensor<2x4x16xf16>, tensor<2x4x16xf16>, tensor<64x64xf16>,
+         tensor<64x64xf16>, tensor<64x64xf16>, tensor<64x64xf16>,
+         tensor<64xf16>, tensor<64xf16>, tensor<64xf16>, tensor<16xf16>, tensor<16xf16>)
+      -> (tensor<3x64xf16>, tensor<5x4x16xf16>, tensor<5x4x16xf16>)
+  return %out, %k, %v : tensor<3x64xf16>, tensor<5x4x16xf16>, tensor<5x4x16xf16>
+}
+
+// A prefill step of 5 tokens, then a decode step that consumes the caches
+// the prefill returned (5 -> 6 rows).
+// CHECK-LABEL: func.func @gqa_prefill_then_decode(
+// CHECK-SAME:    %[[X:[^:]+]]: tensor<5x64xf32>, %[[TOK:[^:]+]]: tensor<1x64xf32>, %[[KC:[^:]+]]: tensor<0x2x16xf32>, %[[VC:[^:]+]]: tensor<0x2x16xf32>,
+// CHECK:         %[[OUT0:[^,]+]], %[[K1:[^,]+]], %[[V1:[^ ]+]] = mla.gqa_attention %[[X]] cache(%[[KC]], %[[VC]])
+// CHECK-SAME:    -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+// CHECK:         %[[OUT1:[^,]+]], %[[K2:[^,]+]], %[[V2:[^ ]+]] = mla.gqa_attention %[[TOK]] cache(%[[K1]], %[[V1]])
+// CHECK-SAME:    -> (tensor<1x64xf32>, tensor<6x2x16xf32>, tensor<6x2x16xf32>)
+// CHECK:         return %[[OUT0]], %[[OUT1]], %[[K2]], %[[V2]]
+func.func @gqa_prefill_then_decode(
+    %x: tensor<5x64xf32>, %tok: tensor<1x64xf32>,
+    %kc: tensor<0x2x16xf32>, %vc: tensor<0x2x16xf32>,
+    %wq: tensor<64x64xf32>, %wk: tensor<32x64xf32>, %wv: tensor<32x64xf32>,
+    %wo: tensor<64x64xf32>)
+    -> (tensor<5x64xf32>, tensor<1x64xf32>, tensor<6x2x16xf32>, tensor<6x2x16xf32>) {
+  %out0, %k1, %v1 = mla.gqa_attention %x cache(%kc, %vc) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<5x64xf32>, tensor<0x2x16xf32>, tensor<0x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<5x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>)
+  %out1, %k2, %v2 = mla.gqa_attention %tok cache(%k1, %v1) q(%wq) k(%wk) v(%wv) o(%wo)
+      {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64}
+      : (tensor<1x64xf32>, tensor<5x2x16xf32>, tensor<5x2x16xf32>, tensor<64x64xf32>,
+         tensor<32x64xf32>, tensor<32x64xf32>, tensor<64x64xf32>)
+      -> (tensor<1x64xf32>, tensor<6x2x16xf32>, tensor<6x2x16xf32>)
+  return %out0, %out1, %k2, %v2
+      : tensor<5x64xf32>, tensor<1x64xf32>, tensor<6x2x16xf32>, tensor<6x2x16xf32>
 }

@@ -13,7 +13,8 @@ class RewritePatternSet;
 
 namespace moe_mlir {
 
-/// Patterns lowering mla.attention to linalg/tensor/arith/math.
+/// Patterns lowering mla.attention and mla.gqa_attention to
+/// linalg/tensor/arith/math.
 void populateMLAToLinalgPatterns(mlir::RewritePatternSet &patterns);
 
 } // namespace moe_mlir

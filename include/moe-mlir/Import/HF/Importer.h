@@ -39,8 +39,8 @@ mlir::OwningOpRef<mlir::ModuleOp> importModel(mlir::MLIRContext &context,
                                               const ImportOptions &options,
                                               std::string &error);
 
-/// True when `path` is a directory with a config.json (what importModel
-/// takes, as opposed to an MLIR file).
+/// True when `path` is a directory: what importModel takes, as opposed to
+/// an MLIR file (importModel then says what the directory lacks).
 bool isCheckpointDirectory(const std::string &path);
 
 /// Registers the dialects the imported modules use.

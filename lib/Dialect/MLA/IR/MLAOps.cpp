@@ -31,6 +31,37 @@ static int64_t addSizes(int64_t a, int64_t b) {
   return a + b;
 }
 
+// Sizes are bounded so that the products of sizes the verifiers form
+// (N * (D_n + D_r), KV * D, ...) cannot overflow.
+static constexpr int64_t kMaxSize = int64_t{1} << 24;
+
+static LogicalResult
+checkSizeBounds(Operation *op,
+                ArrayRef<std::pair<StringRef, int64_t>> namedSizes) {
+  for (auto [name, value] : namedSizes)
+    if (value > kMaxSize)
+      return op->emitOpError()
+             << name << " = " << value << " exceeds " << kMaxSize;
+  return success();
+}
+
+/// The scalar attributes both attention ops carry.
+static LogicalResult checkScalars(Operation *op, APFloat rmsNormEps,
+                                  APFloat ropeTheta,
+                                  std::optional<APFloat> softmaxScale) {
+  if (!(rmsNormEps.convertToFloat() >= 0.0f))
+    return op->emitOpError("rms_norm_eps must be non-negative");
+  if (!(ropeTheta.convertToDouble() > 0.0))
+    return op->emitOpError("rope_theta must be positive");
+  if (softmaxScale && !(softmaxScale->convertToFloat() > 0.0f))
+    return op->emitOpError("softmax_scale must be positive");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
 bool AttentionOp::isCompatibleReturnTypes(TypeRange lhs, TypeRange rhs) {
   return tensorTypesCompatible(lhs, rhs);
 }
@@ -79,14 +110,11 @@ LogicalResult AttentionOp::verify() {
   auto nope = static_cast<int64_t>(getQkNopeHeadDim());
   auto rope = static_cast<int64_t>(getQkRopeHeadDim());
   auto vdim = static_cast<int64_t>(getVHeadDim());
-  // Bound the sizes so that the products below cannot overflow.
-  constexpr int64_t kMaxSize = int64_t{1} << 24;
-  for (auto [name, value] : {std::pair{"num_heads", heads},
-                             std::pair{"qk_nope_head_dim", nope},
-                             std::pair{"qk_rope_head_dim", rope},
-                             std::pair{"v_head_dim", vdim}})
-    if (value > kMaxSize)
-      return emitOpError() << name << " = " << value << " exceeds " << kMaxSize;
+  if (failed(checkSizeBounds(op, {{"num_heads", heads},
+                                  {"qk_nope_head_dim", nope},
+                                  {"qk_rope_head_dim", rope},
+                                  {"v_head_dim", vdim}})))
+    return failure();
   int64_t qkWidth = heads * (nope + rope);
   int64_t kvWidth = heads * (nope + vdim);
   int64_t oWidth = heads * vdim;
@@ -168,13 +196,127 @@ LogicalResult AttentionOp::verify() {
         failed(checkElementType(op, name, value, weightType, "kv_a_proj")))
       return failure();
 
-  if (!(getRmsNormEps().convertToFloat() >= 0.0f))
-    return emitOpError("rms_norm_eps must be non-negative");
-  if (!(getRopeTheta().convertToDouble() > 0.0))
-    return emitOpError("rope_theta must be positive");
-  if (auto scale = getSoftmaxScale(); scale && !(scale->convertToFloat() > 0.0f))
-    return emitOpError("softmax_scale must be positive");
+  return checkScalars(op, getRmsNormEps(), getRopeTheta(), getSoftmaxScale());
+}
+
+//===----------------------------------------------------------------------===//
+// GqaAttentionOp
+//===----------------------------------------------------------------------===//
+
+bool GqaAttentionOp::isCompatibleReturnTypes(TypeRange lhs, TypeRange rhs) {
+  return tensorTypesCompatible(lhs, rhs);
+}
+
+LogicalResult GqaAttentionOp::inferReturnTypes(MLIRContext *context,
+                                               std::optional<Location>,
+                                               Adaptor adaptor,
+                                               SmallVectorImpl<Type> &types) {
+  Type f32 = Float32Type::get(context);
+  Type hiddenType = adaptor.getHidden().getType();
+  Type kType = adaptor.getKCache().getType();
+  int64_t tokens = dimOrDynamic(hiddenType, 0);
+  int64_t total = addSizes(dimOrDynamic(kType, 0), tokens);
+  auto kvHeads = static_cast<int64_t>(adaptor.getNumKvHeads());
+  auto headDim = static_cast<int64_t>(adaptor.getHeadDim());
+  types.push_back(RankedTensorType::get(
+      {tokens, dimOrDynamic(hiddenType, 1)}, elementTypeOr(hiddenType, f32)));
+  types.push_back(RankedTensorType::get({total, kvHeads, headDim},
+                                        elementTypeOr(kType, f32)));
+  types.push_back(RankedTensorType::get(
+      {total, kvHeads, headDim},
+      elementTypeOr(adaptor.getVCache().getType(), f32)));
   return success();
+}
+
+double GqaAttentionOp::getEffectiveSoftmaxScale() {
+  if (auto scale = getSoftmaxScale())
+    return scale->convertToDouble();
+  return 1.0 / std::sqrt(static_cast<double>(getHeadDim()));
+}
+
+LogicalResult GqaAttentionOp::verify() {
+  Operation *op = getOperation();
+  using Dims = SmallVector<NamedDim>;
+  auto heads = static_cast<int64_t>(getNumHeads());
+  auto kvHeads = static_cast<int64_t>(getNumKvHeads());
+  auto headDim = static_cast<int64_t>(getHeadDim());
+  if (failed(checkSizeBounds(op, {{"num_heads", heads},
+                                  {"num_kv_heads", kvHeads},
+                                  {"head_dim", headDim}})))
+    return failure();
+  if (heads % kvHeads != 0)
+    return emitOpError() << "num_heads = " << heads
+                         << " must be a multiple of num_kv_heads = "
+                         << kvHeads;
+  if (headDim % 2 != 0)
+    return emitOpError() << "head_dim must be even (RoPE rotates pairs), got "
+                         << headDim;
+  int64_t qWidth = heads * headDim;
+  int64_t kvWidth = kvHeads * headDim;
+
+  if (failed(checkRank(op, "hidden", getHidden(), {"S", "H"})))
+    return failure();
+  int64_t hidden = dimOrDynamic(getHidden().getType(), 1);
+
+  // The projections, nn.Linear layout [out, in].
+  if (failed(checkOperandShape(op, "q_proj", getQProj(),
+                               Dims{{"N*D", qWidth}, {"H", hidden}})) ||
+      failed(checkOperandShape(op, "k_proj", getKProj(),
+                               Dims{{"KV*D", kvWidth}, {"H", hidden}})) ||
+      failed(checkOperandShape(op, "v_proj", getVProj(),
+                               Dims{{"KV*D", kvWidth}, {"H", hidden}})) ||
+      failed(checkOperandShape(op, "o_proj", getOProj(),
+                               Dims{{"H", hidden}, {"N*D", qWidth}})))
+    return failure();
+
+  // The optional groups: all of their operands or none (the custom form
+  // cannot express a partial group, the generic form can).
+  if ((getQBias() || getKBias() || getVBias()) &&
+      !(getQBias() && getKBias() && getVBias()))
+    return emitOpError("bias requires all of 'q_bias', 'k_bias' and "
+                       "'v_bias'");
+  if (getQBias() &&
+      (failed(checkOperandShape(op, "q_bias", getQBias(),
+                                Dims{{"N*D", qWidth}})) ||
+       failed(checkOperandShape(op, "k_bias", getKBias(),
+                                Dims{{"KV*D", kvWidth}})) ||
+       failed(checkOperandShape(op, "v_bias", getVBias(),
+                                Dims{{"KV*D", kvWidth}}))))
+    return failure();
+  if (static_cast<bool>(getQNorm()) != static_cast<bool>(getKNorm()))
+    return emitOpError("qk_norm requires both 'q_norm' and 'k_norm'");
+  if (getQNorm() &&
+      (failed(checkOperandShape(op, "q_norm", getQNorm(),
+                                Dims{{"D", headDim}})) ||
+       failed(checkOperandShape(op, "k_norm", getKNorm(),
+                                Dims{{"D", headDim}}))))
+    return failure();
+
+  // The cache.
+  if (failed(checkRank(op, "k_cache", getKCache(), {"P", "KV", "D"})))
+    return failure();
+  int64_t past = dimOrDynamic(getKCache().getType(), 0);
+  Dims cacheDims = {{"P", past}, {"KV", kvHeads}, {"D", headDim}};
+  if (failed(checkOperandShape(op, "k_cache", getKCache(), cacheDims)) ||
+      failed(checkOperandShape(op, "v_cache", getVCache(), cacheDims)) ||
+      failed(checkElementType(op, "v_cache", getVCache(),
+                              getElementTypeOrSelf(getKCache().getType()),
+                              "k_cache")))
+    return failure();
+
+  // One element type for all weights.
+  Type weightType = getElementTypeOrSelf(getQProj().getType());
+  std::pair<StringRef, Value> weights[] = {
+      {"k_proj", getKProj()}, {"v_proj", getVProj()},
+      {"o_proj", getOProj()}, {"q_bias", getQBias()},
+      {"k_bias", getKBias()}, {"v_bias", getVBias()},
+      {"q_norm", getQNorm()}, {"k_norm", getKNorm()}};
+  for (auto [name, value] : weights)
+    if (value &&
+        failed(checkElementType(op, name, value, weightType, "q_proj")))
+      return failure();
+
+  return checkScalars(op, getRmsNormEps(), getRopeTheta(), getSoftmaxScale());
 }
 
 #define GET_OP_CLASSES
