@@ -170,12 +170,6 @@ Status WeightSet::bindStacked(const TensorSpec &spec, TensorView &view) {
       return Status::error(file->path() + ": tensor '" + name +
                            "' has shape " + shapeToString(tensor->shape) +
                            ", expected " + shapeToString(elementShape));
-    if (!parts.empty() && tensor->dtype != parts.front()->dtype)
-      return Status::error(file->path() + ": tensor '" + name +
-                           "' has dtype " +
-                           safeTensorsDTypeName(tensor->dtype) + ", '" +
-                           parts.front()->name + "' has " +
-                           safeTensorsDTypeName(parts.front()->dtype));
     parts.push_back(tensor);
     files.push_back(file);
   }
@@ -185,7 +179,7 @@ Status WeightSet::bindStacked(const TensorSpec &spec, TensorView &view) {
   size_t elementBytes = static_cast<size_t>(elementCount) * dtypeSize(dtype);
   bool inPlace = dtype == spec.dtype && parts.front()->isAligned();
   for (int64_t i = 1; inPlace && i < count; ++i)
-    inPlace = files[i] == files[0] &&
+    inPlace = files[i] == files[0] && parts[i]->dtype == parts[0]->dtype &&
               static_cast<const uint8_t *>(parts[i]->data) ==
                   static_cast<const uint8_t *>(parts[0]->data) +
                       i * elementBytes;
@@ -198,9 +192,12 @@ Status WeightSet::bindStacked(const TensorSpec &spec, TensorView &view) {
   copy->shape = spec.shape;
   size_t outBytes = static_cast<size_t>(elementCount) * dtypeSize(spec.dtype);
   copy->data.resize(outBytes * static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i)
-    convertFloats(parts[i]->data, dtype, copy->data.data() + i * outBytes,
+  for (int64_t i = 0; i < count; ++i) {
+    DType partType;
+    parts[i]->runtimeDType(partType);
+    convertFloats(parts[i]->data, partType, copy->data.data() + i * outBytes,
                   spec.dtype, elementCount);
+  }
   copiedBytes_ += copy->data.size();
   view = TensorView::of(*copy);
   owned_.push_back(std::move(copy));

@@ -127,6 +127,35 @@ def test_ahead_of_time(name):
         check_model([library], directory, tmp)
 
 
+def rewrite_mixed_dtypes(directory):
+    """Rewrites a single-file bf16 checkpoint the way some exporters leave
+    them: norms and one expert's tensors in F32, everything else BF16, all
+    in name order (so a layer's experts are not stored back to back)."""
+    path = os.path.join(directory, "model.safetensors")
+    tensors = hf_model_reference.read_safetensors(path)
+    entries = []
+    for name in sorted(tensors):
+        values = tensors[name].numpy()
+        wide = ("norm" in name or ".experts.1." in name
+                or "e_score_correction_bias" in name)
+        tag = "F32" if wide else "BF16"
+        entries.append((name, tag, values.shape,
+                        gen_hf_checkpoint.encode(values, tag)))
+    gen_hf_checkpoint.write_safetensors(path, entries)
+
+
+@pytest.mark.parametrize("model_type", ["qwen3_moe", "deepseek_v3"])
+def test_mixed_dtypes(model_type):
+    """Tensors of one op in different dtypes are converted when bound; the
+    numbers are those of the stored values."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = os.path.join(tmp, "model")
+        make_checkpoint(directory, dict(model_type=model_type,
+                                        dtype="bfloat16"))
+        rewrite_mixed_dtypes(directory)
+        check_model(["--hf", directory], directory, tmp)
+
+
 def test_threads_bitwise_identical():
     with tempfile.TemporaryDirectory() as tmp:
         directory = os.path.join(tmp, "model")

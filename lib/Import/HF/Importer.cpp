@@ -132,18 +132,9 @@ bool CheckpointChecker::expectDecl(const WeightDecl &decl,
                        fullName.substr(star + 1);
     if (!expect(name, element, error))
       return false;
-    moe_rt::SafeTensorsDType dtype = index_.find(name)->dtype;
-    if (i == 0) {
-      dtypes_[fullName] = dtype;
-    } else if (dtype != dtypes_[fullName]) {
-      const moe_rt::SafeTensorsFile *file = nullptr;
-      index_.find(name, &file);
-      error = file->path() + ": tensor '" + name + "' has dtype " +
-              moe_rt::safeTensorsDTypeName(dtype) + ", expert 0 has " +
-              moe_rt::safeTensorsDTypeName(dtypes_[fullName]) +
-              " (the experts of a layer must share one dtype)";
-      return false;
-    }
+    // Experts stored in other float types are converted when bound.
+    if (i == 0)
+      dtypes_[fullName] = index_.find(name)->dtype;
   }
   return true;
 }

@@ -63,6 +63,38 @@ private:
     Type element = w.needsF32 ? f32() : weightType_(fullName);
     return tensor(w.shape, element);
   }
+  /// The argument types of layer `layer`'s weights. The operands of one op
+  /// must share an element type (the attention's projections and norms, the
+  /// experts, a shared or dense MLP): where a checkpoint mixes types within
+  /// such a group, the group takes the type of its first tensor and the
+  /// runtime converts the others when it binds them.
+  SmallVector<Type> layerWeightTypes(int64_t layer,
+                                     const std::vector<WeightDecl> &decls) {
+    auto group = [](const std::string &name) -> std::string {
+      if (name.rfind("self_attn.", 0) == 0)
+        return "self_attn";
+      if (name.find(".experts.") != std::string::npos)
+        return "experts";
+      if (name.find("shared_expert") != std::string::npos)
+        return "shared";
+      if (name.rfind("mlp.gate_proj", 0) == 0 ||
+          name.rfind("mlp.up_proj", 0) == 0 ||
+          name.rfind("mlp.down_proj", 0) == 0)
+        return "dense";
+      return name; // a group of its own
+    };
+    llvm::StringMap<Type> groupType;
+    SmallVector<Type> types;
+    for (const WeightDecl &d : decls) {
+      RankedTensorType own =
+          weightTensorType(d, layerTensorName(layer, d.name));
+      auto [it, inserted] =
+          groupType.try_emplace(group(d.name), own.getElementType());
+      types.push_back(RankedTensorType::get(
+          own.getShape(), d.needsF32 ? own.getElementType() : it->second));
+    }
+    return types;
+  }
   SmallVector<RankedTensorType> cacheTypes() {
     SmallVector<RankedTensorType> types;
     for (const CacheDecl &cache : layerCaches(c_)) {
@@ -424,8 +456,7 @@ func::FuncOp DecoderBuilder::layerFunction(int64_t layer, ModuleOp module) {
   SmallVector<Type> inputs = {hiddenType()};
   for (RankedTensorType t : cacheTypes())
     inputs.push_back(t);
-  for (const WeightDecl &d : decls)
-    inputs.push_back(weightTensorType(d, layerTensorName(layer, d.name)));
+  inputs.append(layerWeightTypes(layer, decls));
   SmallVector<Type> outputs = {hiddenType()};
   for (RankedTensorType t : cacheTypes())
     outputs.push_back(t);
@@ -493,11 +524,12 @@ OwningOpRef<ModuleOp> DecoderBuilder::build() {
   size_t embedArg = addArg(weightTensorType(embedDecl, embedDecl.name),
                            embedDecl.name);
   SmallVector<SmallVector<size_t>> layerArgs(c_.numLayers);
-  for (int64_t l = 0; l < c_.numLayers; ++l)
-    for (const WeightDecl &d : layerWeights(c_, l)) {
-      std::string full = layerTensorName(l, d.name);
-      layerArgs[l].push_back(addArg(weightTensorType(d, full), full));
-    }
+  for (int64_t l = 0; l < c_.numLayers; ++l) {
+    std::vector<WeightDecl> decls = layerWeights(c_, l);
+    SmallVector<Type> types = layerWeightTypes(l, decls);
+    for (auto [d, type] : llvm::zip_equal(decls, types))
+      layerArgs[l].push_back(addArg(type, layerTensorName(l, d.name)));
+  }
   WeightDecl normDecl = finalNormWeight(c_);
   size_t normArg = addArg(weightTensorType(normDecl, normDecl.name),
                           normDecl.name);
