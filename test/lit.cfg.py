@@ -31,6 +31,7 @@ tools = [
     ToolSubst("moe-compile", unresolved="fatal"),
     ToolSubst("moe-runtime-unittests", unresolved="fatal"),
     ToolSubst("moe-safetensors-unittests", unresolved="fatal"),
+    ToolSubst("moe-weights-unittests", unresolved="fatal"),
     # Built only with libFuzzer support (tests that use them REQUIRE it).
     ToolSubst("moe-json-fuzz", unresolved="ignore"),
     ToolSubst("moe-safetensors-fuzz", unresolved="ignore"),
