@@ -40,17 +40,22 @@ public:
   Status missing(const char *name) const {
     return Status::error(origin_ + ": missing field '" + name + "'");
   }
+  /// An absent field: `fallback` when there is one, else an error.
+  template <typename T>
+  Status absent(const char *name, T &out,
+                const std::optional<T> &fallback) const {
+    if (!fallback)
+      return missing(name);
+    out = *fallback;
+    return Status::success();
+  }
 
   /// An integer field; absent or null gives `fallback` (required when none).
   Status integer(const char *name, int64_t &out,
                  std::optional<int64_t> fallback = std::nullopt) const {
     const JsonValue *v = get(name);
-    if (!v) {
-      if (!fallback)
-        return missing(name);
-      out = *fallback;
-      return Status::success();
-    }
+    if (!v)
+      return absent(name, out, fallback);
     if (v->isDouble() && std::floor(v->asDouble()) == v->asDouble() &&
         std::fabs(v->asDouble()) < 9e15) {
       out = static_cast<int64_t>(v->asDouble());
@@ -90,12 +95,8 @@ public:
   Status number(const char *name, double &out,
                 std::optional<double> fallback = std::nullopt) const {
     const JsonValue *v = get(name);
-    if (!v) {
-      if (!fallback)
-        return missing(name);
-      out = *fallback;
-      return Status::success();
-    }
+    if (!v)
+      return absent(name, out, fallback);
     if (!v->isNumber())
       return error(name, std::string("must be a number, got ") +
                              moe_rt::jsonKindName(v->kind()));
@@ -119,12 +120,8 @@ public:
   Status string(const char *name, std::string &out,
                 std::optional<std::string> fallback = std::nullopt) const {
     const JsonValue *v = get(name);
-    if (!v) {
-      if (!fallback)
-        return missing(name);
-      out = *fallback;
-      return Status::success();
-    }
+    if (!v)
+      return absent(name, out, fallback);
     if (!v->isString())
       return error(name, std::string("must be a string, got ") +
                              moe_rt::jsonKindName(v->kind()));
