@@ -75,7 +75,8 @@ find_package(Protobuf QUIET)
 if(MOE_MLIR_ONNX_INCLUDE AND MOE_MLIR_ONNX_LIB AND Protobuf_FOUND)
   _moe_dep(ONNX ON "${MOE_MLIR_ONNX_LIB}; protobuf ${Protobuf_VERSION}")
 else()
-  _moe_dep(ONNX OFF "libonnx-dev/libprotobuf-dev not found; the ONNX importer is left out")
+  message(FATAL_ERROR "libonnx-dev and libprotobuf-dev are required (the ONNX "
+                      "importer); run scripts/setup.sh as root to install them")
 endif()
 
 # ONNX Runtime (npm onnxruntime-node), an optional numerical oracle for tests.

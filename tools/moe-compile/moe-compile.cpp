@@ -2,12 +2,13 @@
 //
 // Part of moe-mlir.
 //
-// moe-compile MODEL.mlir|CHECKPOINT_DIR -o model.so [--header model.h]
+// moe-compile MODEL.mlir|CHECKPOINT_DIR|MODEL.onnx -o model.so [--header model.h]
 //             [--entry NAME] [--cpu native|NAME] [--emit so|obj|llvm-dialect]
 //             [--shape-only] [--time-stages]
 //
-// A Hugging Face checkpoint directory is imported first (moe-import); the
-// library then records the directory, where moe-run finds the weights.
+// A Hugging Face checkpoint directory or an ONNX file is imported first
+// (moe-import); the library then records the directory or file, where
+// moe-run finds the weights.
 // Lowers the model for the CPU and writes a shared library that exports the
 // moe-mlir model ABI (moe-mlir/Runtime/Invoke.h): it needs no LLVM or MLIR
 // library at run time, only libc and libm. Weights are the entry's
@@ -19,6 +20,7 @@
 
 #include "moe-mlir/Compiler/Compiler.h"
 #include "moe-mlir/Import/HF/Importer.h"
+#include "moe-mlir/Import/ONNX/Importer.h"
 #include "moe-mlir/InitAll.h"
 #include "moe-mlir/Support/Progress.h"
 
@@ -117,6 +119,13 @@ int main(int argc, char **argv) {
     moe_mlir::hf::ImportOptions options;
     options.shapeOnly = shapeOnly;
     module = moe_mlir::hf::importModel(context, inputFile, options, error);
+    if (!module)
+      fail(error);
+    endStage("import");
+  } else if (moe_mlir::onnx_import::isOnnxFile(inputFile)) {
+    progress.update("importing " + inputFile, 0, 0, true);
+    module = moe_mlir::onnx_import::importOnnxModel(
+        context, inputFile, moe_mlir::onnx_import::ImportOptions(), error);
     if (!module)
       fail(error);
     endStage("import");

@@ -1,19 +1,22 @@
-//===- moe-import.cpp - Hugging Face checkpoint to MLIR -------------------===//
+//===- moe-import.cpp - models to MLIR ------------------------------------===//
 //
 // Part of moe-mlir.
 //
 // moe-import DIR -o model.mlir [--shape-only]
+// moe-import FILE.onnx -o model.mlir [--no-raise]
 //
-// Reads a Hugging Face checkpoint directory (config.json + safetensors) and
-// writes the whole model as a module of moe/mla/linalg ops on tensors (see
-// moe-mlir/Import/HF/Importer.h). Only the safetensors headers are read;
-// weights stay arguments, bound by name when the model runs. Errors are one
-// line naming the file and the field or tensor; no output file is left
-// behind on failure.
+// Reads a Hugging Face checkpoint directory (config.json + safetensors, see
+// moe-mlir/Import/HF/Importer.h) or an ONNX model (see
+// moe-mlir/Import/ONNX/Importer.h) and writes the whole model as a module
+// of moe/mla/linalg ops on tensors. Weights stay arguments, bound by name
+// from the checkpoint or the ONNX file when the model runs. Errors are one
+// line naming the file and the field, tensor or node; no output file is
+// left behind on failure.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Import/HF/Importer.h"
+#include "moe-mlir/Import/ONNX/Importer.h"
 #include "moe-mlir/InitAll.h"
 
 #include "mlir/IR/AsmState.h"
@@ -27,7 +30,7 @@ using namespace mlir;
 namespace cl = llvm::cl;
 
 static cl::opt<std::string> inputDir(cl::Positional,
-                                     cl::desc("<checkpoint directory>"),
+                                     cl::desc("<checkpoint directory | model.onnx>"),
                                      cl::Required);
 static cl::opt<std::string> outputFile("o", cl::desc("Output MLIR file"),
                                        cl::value_desc("model.mlir"),
@@ -37,6 +40,11 @@ static cl::opt<bool> shapeOnly(
     cl::desc("Import from config.json alone, without weight files (weight "
              "dtypes from torch_dtype)"));
 
+static cl::opt<bool> noRaise(
+    "no-raise",
+    cl::desc("ONNX: import decomposed MoE blocks as plain operators instead "
+             "of raising them to moe ops"));
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::ParseCommandLineOptions(argc, argv,
@@ -44,11 +52,23 @@ int main(int argc, char **argv) {
   DialectRegistry registry;
   moe_mlir::registerAllDialects(registry);
   MLIRContext context(registry);
-  moe_mlir::hf::ImportOptions options;
-  options.shapeOnly = shapeOnly;
   std::string error;
-  OwningOpRef<ModuleOp> module =
-      moe_mlir::hf::importModel(context, inputDir, options, error);
+  OwningOpRef<ModuleOp> module;
+  if (moe_mlir::onnx_import::isOnnxFile(inputDir)) {
+    if (shapeOnly) {
+      llvm::errs() << "moe-import: --shape-only applies to Hugging Face "
+                      "checkpoints only\n";
+      return 1;
+    }
+    moe_mlir::onnx_import::ImportOptions options;
+    options.raiseMoE = !noRaise;
+    module = moe_mlir::onnx_import::importOnnxModel(context, inputDir, options,
+                                                    error);
+  } else {
+    moe_mlir::hf::ImportOptions options;
+    options.shapeOnly = shapeOnly;
+    module = moe_mlir::hf::importModel(context, inputDir, options, error);
+  }
   if (!module) {
     llvm::errs() << "moe-import: " << error << "\n";
     return 1;

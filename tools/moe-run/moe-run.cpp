@@ -2,13 +2,15 @@
 //
 // Part of moe-mlir.
 //
-// moe-run MODEL --input NAME=FILE.npy ... [--output-dir DIR] [--repeat N]
+// moe-run MODEL|--onnx FILE --input NAME=FILE.npy ... [--output-dir DIR]
+//         [--repeat N]
 // moe-run MODEL|--hf DIR --tokens 1,2,3 [--logits-out F.npy] [--generate N]
 //
 // MODEL is a shared library compiled by moe-compile, an MLIR file (compiled
-// for the host CPU with moe-cpu-pipeline and JIT-run) or a Hugging Face
-// checkpoint directory (imported, then JIT-run). Inputs that no --input
-// names are looked up by name in the --weights checkpoints (safetensors),
+// for the host CPU with moe-cpu-pipeline and JIT-run), an ONNX file or a
+// Hugging Face checkpoint directory (imported, then JIT-run). Inputs that no
+// --input names are looked up by name in the --weights checkpoints
+// (safetensors, or an ONNX file's initializers),
 // else in the checkpoint the model was compiled from, memory-mapped and
 // passed without a copy when their dtype is the model's (see
 // moe-mlir/Runtime/Weights.h).
@@ -20,7 +22,8 @@
 //
 // Inputs
 // are bound by name (the `moe.name` of each argument, else argN); every
-// result is written as DIR/NAME.npy. bf16 and f16 tensors are read from
+// result is written as DIR/NAME.npy, characters of NAME other than
+// [A-Za-z0-9._-] replaced by '_' (ONNX names often hold '/' or ':'). bf16 and f16 tensors are read from
 // float32 (or float16) .npy files, rounded to nearest even, and written as
 // float32. With --repeat N the model runs once to warm up, then N times, and
 // the median time per run goes to stderr. Every error is one line on stderr
@@ -30,6 +33,7 @@
 
 #include "moe-mlir/Compiler/Compiler.h"
 #include "moe-mlir/Import/HF/Importer.h"
+#include "moe-mlir/Import/ONNX/Importer.h"
 #include "moe-mlir/InitAll.h"
 #include "moe-mlir/Runtime/Invoke.h"
 #include "moe-mlir/Runtime/LanguageModel.h"
@@ -59,6 +63,7 @@
 #include "llvm/Support/TargetSelect.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -75,6 +80,10 @@ static cl::opt<std::string>
     hfDir("hf", cl::desc("A Hugging Face checkpoint directory to import and "
                          "run (instead of MODEL)"),
           cl::value_desc("DIR"));
+static cl::opt<std::string>
+    onnxFile("onnx", cl::desc("An ONNX model to import and run (instead of "
+                              "MODEL)"),
+             cl::value_desc("FILE.onnx"));
 static cl::opt<std::string>
     tokensOpt("tokens",
               cl::desc("Comma-separated prompt token ids (language models)"),
@@ -259,6 +268,33 @@ static Runnable importCheckpoint(const std::string &dir,
   return r;
 }
 
+static Runnable importOnnx(const std::string &path,
+                           moe_mlir::Progress &progress) {
+  Runnable r;
+  r.context = makeContext();
+  progress.update("importing " + path, 0, 0, true);
+  std::string error;
+  OwningOpRef<ModuleOp> module = moe_mlir::onnx_import::importOnnxModel(
+      *r.context, path, moe_mlir::onnx_import::ImportOptions(), error);
+  if (!module)
+    fail(error);
+  jitCompile(r, std::move(module), path, progress);
+  return r;
+}
+
+/// A result name as a file name: characters other than [A-Za-z0-9._-]
+/// become '_'.
+static std::string fileNameFor(const std::string &name) {
+  std::string out = name;
+  for (char &c : out)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+          c == '_' || c == '-'))
+      c = '_';
+  if (out.empty() || out == "." || out == "..")
+    out = "_" + out;
+  return out;
+}
+
 /// Parses "1,2,3" (non-negative integers).
 static std::vector<int64_t> parseTokens(const std::string &text) {
   std::vector<int64_t> tokens;
@@ -348,9 +384,10 @@ int main(int argc, char **argv) {
 
   if (numThreadsOpt > 0)
     moe_rt::setNumThreads(static_cast<int>(numThreadsOpt));
-  if (modelPath.empty() == hfDir.empty())
-    fail(hfDir.empty() ? "no model: give MODEL or --hf DIR"
-                       : "give either MODEL or --hf DIR, not both");
+  int sources = !modelPath.empty() + !hfDir.empty() + !onnxFile.empty();
+  if (sources != 1)
+    fail(sources == 0 ? "no model: give MODEL, --onnx FILE or --hf DIR"
+                      : "give one of MODEL, --onnx FILE and --hf DIR");
   bool languageModel = tokensOpt.getNumOccurrences() > 0;
   std::vector<int64_t> prompt;
   if (languageModel)
@@ -377,9 +414,12 @@ int main(int argc, char **argv) {
   }
 
   moe_mlir::Progress progress("moe-run");
-  std::string path = hfDir.empty() ? modelPath : hfDir;
+  std::string path =
+      !hfDir.empty() ? hfDir : !onnxFile.empty() ? onnxFile : modelPath;
   Runnable model;
-  if (!hfDir.empty() || moe_mlir::hf::isCheckpointDirectory(path))
+  if (!onnxFile.empty() || moe_mlir::onnx_import::isOnnxFile(path))
+    model = importOnnx(path, progress);
+  else if (!hfDir.empty() || moe_mlir::hf::isCheckpointDirectory(path))
     model = importCheckpoint(path, progress);
   else if (llvm::StringRef(path).ends_with(".so"))
     model = loadLibrary(path);
@@ -457,7 +497,8 @@ int main(int argc, char **argv) {
 
   if (!outputDir.empty())
     for (size_t i = 0; i < outputs.size(); ++i) {
-      std::string path = outputDir + "/" + info.outputs[i].name + ".npy";
+      std::string path =
+          outputDir + "/" + fileNameFor(info.outputs[i].name) + ".npy";
       if (moe_rt::Status st = moe_rt::writeNpy(path, toWritable(outputs[i]));
           !st)
         fail(st.message);
