@@ -32,9 +32,11 @@ tools = [
     ToolSubst("moe-runtime-unittests", unresolved="fatal"),
     ToolSubst("moe-safetensors-unittests", unresolved="fatal"),
     ToolSubst("moe-weights-unittests", unresolved="fatal"),
+    ToolSubst("moe-onnx-file-unittests", unresolved="fatal"),
     # Built only with libFuzzer support (tests that use them REQUIRE it).
     ToolSubst("moe-json-fuzz", unresolved="ignore"),
     ToolSubst("moe-safetensors-fuzz", unresolved="ignore"),
+    ToolSubst("moe-onnx-file-fuzz", unresolved="ignore"),
     ToolSubst("moe-hf-config-fuzz", unresolved="ignore"),
 ]
 llvm_config.add_tool_substitutions(tools, tool_dirs)

@@ -59,20 +59,59 @@ Array moe_rt::convertFloatArray(const Array &array, DType to) {
   return out;
 }
 
+static bool endsWith(const std::string &s, const std::string &suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 Status WeightSet::addCheckpoint(const std::string &path) {
-  std::unique_ptr<SafeTensorsIndex> index;
-  if (Status st = openSafeTensorsCheckpoint(path, index); !st)
-    return st;
-  checkpoints_.push_back(std::move(index));
+  Source source;
+  if (endsWith(path, ".onnx")) {
+    if (Status st = OnnxFile::open(path, source.onnx); !st)
+      return st;
+  } else {
+    if (Status st = openSafeTensorsCheckpoint(path, source.safetensors); !st)
+      return st;
+  }
+  sources_.push_back(std::move(source));
   return Status::success();
 }
 
-const TensorInfo *WeightSet::find(const std::string &name,
-                                  const SafeTensorsFile **file) const {
-  for (const auto &ckpt : checkpoints_)
-    if (const TensorInfo *info = ckpt->find(name, file))
-      return info;
-  return nullptr;
+bool WeightSet::find(const std::string &name, Found &out) const {
+  for (const Source &source : sources_) {
+    if (source.safetensors) {
+      const SafeTensorsFile *file = nullptr;
+      const TensorInfo *t = source.safetensors->find(name, &file);
+      if (!t)
+        continue;
+      out = Found();
+      out.file = &file->path();
+      out.kind = "tensor";
+      out.shape = &t->shape;
+      out.numElements = t->numElements;
+      out.data = t->data;
+      out.region = file;
+      out.hasDType = t->runtimeDType(out.dtype);
+      out.dtypeName = safeTensorsDTypeName(t->dtype);
+      out.aligned = t->isAligned();
+      return true;
+    }
+    const OnnxTensorInfo *t = source.onnx->find(name);
+    if (!t)
+      continue;
+    out = Found();
+    out.file = &source.onnx->path();
+    out.kind = "initializer";
+    out.shape = &t->shape;
+    out.numElements = t->numElements;
+    out.data = t->data;
+    out.region = t->region;
+    out.hasDType = t->runtimeDType(out.dtype);
+    out.dtypeName = t->dtypeName();
+    out.aligned = t->isAligned();
+    return true;
+  }
+  return false;
 }
 
 static std::string stackElementName(const std::string &pattern, int64_t i) {
@@ -82,10 +121,10 @@ static std::string stackElementName(const std::string &pattern, int64_t i) {
 }
 
 bool WeightSet::provides(const TensorSpec &spec) const {
-  const SafeTensorsFile *file = nullptr;
+  Found found;
   if (spec.name.find('*') == std::string::npos)
-    return find(spec.name, &file) != nullptr;
-  return find(stackElementName(spec.name, 0), &file) != nullptr;
+    return find(spec.name, found);
+  return find(stackElementName(spec.name, 0), found);
 }
 
 Status WeightSet::bind(const TensorSpec &spec, TensorView &view) {
@@ -94,46 +133,43 @@ Status WeightSet::bind(const TensorSpec &spec, TensorView &view) {
   return bindStacked(spec, view);
 }
 
-static std::string where(const std::vector<std::unique_ptr<SafeTensorsIndex>>
-                             &checkpoints) {
-  if (checkpoints.size() == 1)
-    return checkpoints.front()->path();
+std::string WeightSet::where() const {
+  if (sources_.size() == 1)
+    return sources_.front().safetensors ? sources_.front().safetensors->path()
+                                        : sources_.front().onnx->path();
   return "the weight checkpoints";
 }
 
 Status WeightSet::bindPlain(const TensorSpec &spec, TensorView &view) {
-  const SafeTensorsFile *file = nullptr;
-  const TensorInfo *tensor = find(spec.name, &file);
-  if (!tensor)
-    return Status::error(where(checkpoints_) + ": no tensor '" + spec.name +
-                         "'");
-  DType dtype;
-  if (!tensor->runtimeDType(dtype))
-    return Status::error(file->path() + ": tensor '" + spec.name +
-                         "' has dtype " +
-                         safeTensorsDTypeName(tensor->dtype) +
+  Found tensor;
+  if (!find(spec.name, tensor))
+    return Status::error(where() + ": no tensor '" + spec.name + "'");
+  const std::string &file = *tensor.file;
+  const std::string what = std::string(tensor.kind) + " '" + spec.name + "'";
+  if (!tensor.hasDType)
+    return Status::error(file + ": " + what + " has dtype " + tensor.dtypeName +
                          ", which the model cannot take");
-  TensorView mapped{dtype, tensor->shape, tensor->data};
-  if (dtype == spec.dtype && tensor->isAligned()) {
+  DType dtype = tensor.dtype;
+  TensorView mapped{dtype, *tensor.shape, tensor.data};
+  if (dtype == spec.dtype && tensor.aligned) {
     if (Status st = checkInput(spec, mapped); !st)
-      return Status::error(file->path() + ": " + st.message);
+      return Status::error(file + ": " + st.message);
     view = mapped;
     return Status::success();
   }
   if (dtype != spec.dtype && !(isFloat(dtype) && isFloat(spec.dtype)))
-    return Status::error(file->path() + ": tensor '" + spec.name +
-                         "' has dtype " + dtypeName(dtype) +
+    return Status::error(file + ": " + what + " has dtype " + dtypeName(dtype) +
                          ", the model takes " + dtypeName(spec.dtype));
   // A copy: another float type, or data not aligned to its element size.
   auto copy = std::make_unique<Array>();
   copy->dtype = spec.dtype;
-  copy->shape = tensor->shape;
-  copy->data.resize(static_cast<size_t>(tensor->numElements) *
+  copy->shape = *tensor.shape;
+  copy->data.resize(static_cast<size_t>(tensor.numElements) *
                     dtypeSize(spec.dtype));
-  convertFloats(tensor->data, dtype, copy->data.data(), spec.dtype,
-                tensor->numElements);
+  convertFloats(tensor.data, dtype, copy->data.data(), spec.dtype,
+                tensor.numElements);
   if (Status st = checkInput(spec, TensorView::of(*copy)); !st)
-    return Status::error(file->path() + ": " + st.message);
+    return Status::error(file + ": " + st.message);
   copiedBytes_ += copy->data.size();
   view = TensorView::of(*copy);
   owned_.push_back(std::move(copy));
@@ -150,41 +186,36 @@ Status WeightSet::bindStacked(const TensorSpec &spec, TensorView &view) {
   for (int64_t d : elementShape)
     elementCount *= d;
 
-  std::vector<const TensorInfo *> parts;
-  std::vector<const SafeTensorsFile *> files;
+  std::vector<Found> parts;
   for (int64_t i = 0; i < count; ++i) {
     std::string name = stackElementName(spec.name, i);
-    const SafeTensorsFile *file = nullptr;
-    const TensorInfo *tensor = find(name, &file);
-    if (!tensor)
-      return Status::error(where(checkpoints_) + ": no tensor '" + name +
-                           "' (element " + std::to_string(i) + " of '" +
-                           spec.name + "')");
-    DType dtype;
-    if (!tensor->runtimeDType(dtype) || !isFloat(dtype))
-      return Status::error(file->path() + ": tensor '" + name +
-                           "' has dtype " +
-                           safeTensorsDTypeName(tensor->dtype) +
+    Found tensor;
+    if (!find(name, tensor))
+      return Status::error(where() + ": no tensor '" + name + "' (element " +
+                           std::to_string(i) + " of '" + spec.name + "')");
+    const std::string &file = *tensor.file;
+    if (!tensor.hasDType || !isFloat(tensor.dtype))
+      return Status::error(file + ": " + tensor.kind + " '" + name +
+                           "' has dtype " + tensor.dtypeName +
                            ", which the model cannot take");
-    if (tensor->shape != elementShape)
-      return Status::error(file->path() + ": tensor '" + name +
-                           "' has shape " + shapeToString(tensor->shape) +
+    if (*tensor.shape != elementShape)
+      return Status::error(file + ": " + tensor.kind + " '" + name +
+                           "' has shape " + shapeToString(*tensor.shape) +
                            ", expected " + shapeToString(elementShape));
-    parts.push_back(tensor);
-    files.push_back(file);
+    parts.push_back(std::move(tensor));
   }
 
-  DType dtype;
-  parts.front()->runtimeDType(dtype);
+  DType dtype = parts.front().dtype;
   size_t elementBytes = static_cast<size_t>(elementCount) * dtypeSize(dtype);
-  bool inPlace = dtype == spec.dtype && parts.front()->isAligned();
+  bool inPlace = dtype == spec.dtype && parts.front().aligned;
   for (int64_t i = 1; inPlace && i < count; ++i)
-    inPlace = files[i] == files[0] && parts[i]->dtype == parts[0]->dtype &&
-              static_cast<const uint8_t *>(parts[i]->data) ==
-                  static_cast<const uint8_t *>(parts[0]->data) +
-                      i * elementBytes;
+    inPlace =
+        parts[i].region == parts[0].region &&
+        parts[i].dtype == parts[0].dtype &&
+        static_cast<const uint8_t *>(parts[i].data) ==
+            static_cast<const uint8_t *>(parts[0].data) + i * elementBytes;
   if (inPlace) {
-    view = TensorView{dtype, spec.shape, parts.front()->data};
+    view = TensorView{dtype, spec.shape, parts.front().data};
     return checkInput(spec, view);
   }
   auto copy = std::make_unique<Array>();
@@ -192,12 +223,9 @@ Status WeightSet::bindStacked(const TensorSpec &spec, TensorView &view) {
   copy->shape = spec.shape;
   size_t outBytes = static_cast<size_t>(elementCount) * dtypeSize(spec.dtype);
   copy->data.resize(outBytes * static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) {
-    DType partType;
-    parts[i]->runtimeDType(partType);
-    convertFloats(parts[i]->data, partType, copy->data.data() + i * outBytes,
-                  spec.dtype, elementCount);
-  }
+  for (int64_t i = 0; i < count; ++i)
+    convertFloats(parts[i].data, parts[i].dtype,
+                  copy->data.data() + i * outBytes, spec.dtype, elementCount);
   copiedBytes_ += copy->data.size();
   view = TensorView::of(*copy);
   owned_.push_back(std::move(copy));

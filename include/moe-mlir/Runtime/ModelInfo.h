@@ -12,10 +12,12 @@
 //   output <name> <dtype> <rank> <dim>...     (one line per result)
 //
 // dtype is one of f32 f16 bf16 i32 i64 u8 bool; a dynamic dimension is -1.
-// Names contain no whitespace. `weights` names the checkpoint (safetensors
-// file, index or directory) the model was compiled from, where a runner
-// finds the inputs named after its tensors (see Weights.h). The same record describes a model compiled
-// ahead of time (moe-compile) and one JIT-compiled by moe-run.
+// Names contain no whitespace. `weights` names the checkpoint the model was
+// compiled from, where a runner finds the inputs named after its tensors:
+// a safetensors file, index or directory, or an .onnx model file whose
+// graph initializers became inputs of the same names (see Weights.h). The
+// same record describes a model compiled ahead of time (moe-compile) and
+// one JIT-compiled by moe-run.
 //
 //===----------------------------------------------------------------------===//
 

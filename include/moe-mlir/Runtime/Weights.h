@@ -3,10 +3,14 @@
 // Part of moe-mlir's runtime (no MLIR/LLVM dependency).
 //
 // A model's weight inputs are named after checkpoint tensors and found by
-// name in one or more safetensors checkpoints (single files, sharded
-// indexes or directories). Two kinds of names:
+// name in one or more checkpoints, searched in the order they were added:
+// safetensors checkpoints (single files, sharded indexes or directories,
+// see SafeTensors.h) and ONNX model files (".onnx": the initializers of the
+// top-level graph, which a model compiled from that file takes as inputs
+// named after them, see OnnxFile.h). Two kinds of names:
 //
-//  - a plain tensor name ("model.embed_tokens.weight"): that tensor;
+//  - a plain tensor name ("model.embed_tokens.weight", "fc1.weight"): that
+//    tensor or initializer;
 //  - a stacked name with one '*' ("model.layers.3.mlp.experts.*.w1.weight")
 //    for an input of shape [E, ...]: the tensors with '*' replaced by 0, 1,
 //    ..., E-1, each of shape [...], stacked along a new leading dimension.
@@ -14,10 +18,14 @@
 //    [E, out, in] operands of moe.expert_ffn.
 //
 // Tensors are passed without a copy when the checkpoint already holds them
-// as the model needs them: same dtype, aligned, and for a stack, the E
-// tensors back to back in order in one file. Otherwise (another float type,
-// an unaligned tensor, experts stored apart or out of order) the weights are
-// gathered/converted into memory owned by the WeightSet, once.
+// as the model needs them: same dtype, aligned to the element size, and for
+// a stack, the E tensors back to back in order in one file (an ONNX model's
+// external data file, written by onnx.save(..., all_tensors_to_one_file),
+// usually holds them so). Otherwise (another float type, an unaligned
+// tensor such as raw_data inside a protobuf usually is, experts stored
+// apart or out of order) the weights are gathered/converted into aligned
+// memory owned by the WeightSet, once. Messages name the checkpoint file
+// and the tensor.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,6 +33,7 @@
 #define MOE_MLIR_RUNTIME_WEIGHTS_H
 
 #include "moe-mlir/Runtime/Invoke.h"
+#include "moe-mlir/Runtime/OnnxFile.h"
 #include "moe-mlir/Runtime/SafeTensors.h"
 
 #include <memory>
@@ -44,13 +53,16 @@ void convertFloats(const void *src, DType from, void *dst, DType to,
 
 class WeightSet {
 public:
-  /// Opens a checkpoint (see openSafeTensorsCheckpoint) and adds it to the
-  /// places searched, after the ones already added.
+  /// Opens a checkpoint and adds it to the places searched, after the ones
+  /// already added: a file whose name ends in ".onnx" as an ONNX model (see
+  /// OnnxFile), anything else as a safetensors checkpoint (see
+  /// openSafeTensorsCheckpoint).
   Status addCheckpoint(const std::string &path);
-  bool empty() const { return checkpoints_.empty(); }
+  bool empty() const { return sources_.empty(); }
 
   /// True when some checkpoint holds the tensor (or, for a stacked name,
-  /// its first element) named by `spec`.
+  /// its first element) named by `spec`. ONNX initializers whose type has
+  /// no runtime dtype (STRING, ...) count too; bind() then explains.
   bool provides(const TensorSpec &spec) const;
 
   /// Binds the input `spec` (a plain or stacked name, see above): `view`
@@ -62,12 +74,36 @@ public:
   uint64_t copiedBytes() const { return copiedBytes_; }
 
 private:
-  const TensorInfo *find(const std::string &name,
-                         const SafeTensorsFile **file) const;
+  /// One checkpoint: a safetensors checkpoint or an ONNX model.
+  struct Source {
+    std::unique_ptr<SafeTensorsIndex> safetensors;
+    std::unique_ptr<OnnxFile> onnx;
+  };
+
+  /// A tensor found in a checkpoint, in terms common to both formats.
+  struct Found {
+    const std::string *file = nullptr; // the file that holds it
+    const char *kind = "tensor";       // "tensor" or "initializer"
+    const std::vector<int64_t> *shape = nullptr;
+    int64_t numElements = 0;
+    const void *data = nullptr;
+    /// The mapping or buffer `data` lies in: tensors back to back in one
+    /// region may be viewed as one.
+    const void *region = nullptr;
+    bool hasDType = false; // false: no runtime DType (F64, INT8, STRING...)
+    DType dtype = DType::F32;
+    std::string dtypeName; // the file's name of the type ("F64", "DOUBLE")
+    bool aligned = false;
+  };
+
+  /// The first tensor named `name` over the sources, in order.
+  bool find(const std::string &name, Found &out) const;
+  /// The source's path when there is one source, else a description.
+  std::string where() const;
   Status bindPlain(const TensorSpec &spec, TensorView &view);
   Status bindStacked(const TensorSpec &spec, TensorView &view);
 
-  std::vector<std::unique_ptr<SafeTensorsIndex>> checkpoints_;
+  std::vector<Source> sources_;
   std::vector<std::unique_ptr<Array>> owned_;
   uint64_t copiedBytes_ = 0;
 };
