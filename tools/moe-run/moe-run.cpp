@@ -23,9 +23,10 @@
 // Inputs
 // are bound by name (the `moe.name` of each argument, else argN); every
 // result is written as DIR/NAME.npy, characters of NAME other than
-// [A-Za-z0-9._-] replaced by '_' (ONNX names often hold '/' or ':'). bf16 and f16 tensors are read from
-// float32 (or float16) .npy files, rounded to nearest even, and written as
-// float32. With --repeat N the model runs once to warm up, then N times, and
+// [A-Za-z0-9._-] replaced by '_' (ONNX names often hold '/' or ':'). bf16
+// and f16 tensors are read from float32 (or float16) .npy files, rounded to
+// nearest even; f16 results are written as float16, bf16 results (NumPy
+// has no bfloat16) as float32. With --repeat N the model runs once to warm up, then N times, and
 // the median time per run goes to stderr. Every error is one line on stderr
 // and exit status 1; no output file is written unless the run succeeded.
 //
@@ -147,18 +148,17 @@ static moe_rt::Array loadInput(const moe_rt::TensorSpec &spec,
   return array;
 }
 
-/// bf16/f16 results are written as float32 .npy files.
+/// bf16 results are written as float32 .npy files (NumPy has no bfloat16).
 static moe_rt::Array toWritable(moe_rt::Array array) {
   using moe_rt::DType;
-  if (array.dtype != DType::BF16 && array.dtype != DType::F16)
+  if (array.dtype != DType::BF16)
     return array;
   int64_t n = array.numElements();
   std::vector<uint8_t> bytes(static_cast<size_t>(n) * 4);
   for (int64_t i = 0; i < n; ++i) {
     uint16_t bits;
     std::memcpy(&bits, array.data.data() + 2 * i, 2);
-    float v = array.dtype == DType::BF16 ? moe_rt::bf16ToFloat(bits)
-                                         : moe_rt::f16ToFloat(bits);
+    float v = moe_rt::bf16ToFloat(bits);
     std::memcpy(bytes.data() + 4 * i, &v, 4);
   }
   array.data = std::move(bytes);

@@ -64,6 +64,7 @@ void registerReductionConverters(ConverterTable &table);
 void registerShapeConverters(ConverterTable &table);
 void registerIndexingConverters(ConverterTable &table);
 void registerMoEConverters(ConverterTable &table);
+void registerQMoEConverters(ConverterTable &table);
 void registerRaisedMoEConverters(ConverterTable &table);
 
 /// A body builder for elementwise ops: scalar operands (already converted to

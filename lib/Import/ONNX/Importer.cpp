@@ -216,6 +216,10 @@ OwningOpRef<ModuleOp> ModelImporter::run(const onnx::ModelProto &model,
     int64_t count = 1;
     for (int64_t d : t.dims())
       count *= d;
+    // Integer tensors (shapes, axes, indices) are needed at import time;
+    // float initializers are weights, bound from the file when the model
+    // runs, but for tiny constants (epsilons, scalars of a decomposed
+    // activation).
     bool small = count <= options_.maxEmbeddedElements ||
                  (isa<IntegerType>(elem) && count <= 4096 && t.dims_size() <= 1);
     if (small) {
@@ -269,6 +273,7 @@ OwningOpRef<ModuleOp> ModelImporter::run(const onnx::ModelProto &model,
   registerShapeConverters(table);
   registerIndexingConverters(table);
   registerMoEConverters(table);
+  registerQMoEConverters(table);
   registerRaisedMoEConverters(table);
   for (int i = 0; i < graph.node_size(); ++i) {
     if (failed(importer.convert(graph.node(i), i, table))) {

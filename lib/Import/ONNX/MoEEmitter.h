@@ -37,6 +37,21 @@ struct MoESpec {
 /// Emits route -> dispatch (dropless) -> expert_ffn -> combine.
 mlir::FailureOr<mlir::Value> emitMoE(GraphImporter &g, const MoESpec &spec);
 
+/// Checks that the node's input `slot` (`v`, called `what`) has the dims
+/// `expected` (-1: any); the error names the input and the expected shape,
+/// also written symbolically (`symbolic`, e.g. "[E, I, H]").
+mlir::LogicalResult expectShape(GraphImporter &g, size_t slot,
+                                llvm::StringRef what, const OnnxValue &v,
+                                llvm::ArrayRef<int64_t> expected,
+                                llvm::StringRef symbolic);
+
+/// Sets the FFN's activation and gating from the attributes ONNX Runtime's
+/// MoE and QMoE share (activation_type, swiglu_fusion, activation_alpha,
+/// activation_beta, swiglu_limit); `hasFc3` says whether a separate linear
+/// projection is given.
+mlir::LogicalResult setFfnActivation(GraphImporter &g, MoESpec &spec,
+                                     bool hasFc3);
+
 } // namespace moe_mlir::onnx_import
 
 #endif // MOE_MLIR_LIB_IMPORT_ONNX_MOEEMITTER_H

@@ -158,11 +158,54 @@ FailureOr<Value> moe_mlir::onnx_import::emitMoE(GraphImporter &g,
   return out;
 }
 
-namespace {
+LogicalResult moe_mlir::onnx_import::setFfnActivation(GraphImporter &g,
+                                                      MoESpec &spec,
+                                                      bool hasFc3) {
+  std::string act = g.attrString("activation_type", "relu");
+  int64_t fusion = g.attrInt("swiglu_fusion", 0);
+  bool swiglu = act == "swiglu";
+  if (act == "relu") {
+    spec.activation = moe::Activation::Relu;
+  } else if (act == "gelu") {
+    spec.activation = moe::Activation::GeluTanh;
+  } else if (act == "silu") {
+    spec.activation = moe::Activation::Silu;
+  } else if (act == "identity") {
+    spec.activation = moe::Activation::Identity;
+  } else if (swiglu) {
+    spec.activation = moe::Activation::Silu;
+    spec.alpha = g.attrFloat("activation_alpha", 1.0);
+    spec.beta = g.attrFloat("activation_beta", 0.0);
+    if (const onnx::AttributeProto *limit = g.attribute("swiglu_limit")) {
+      if (!(limit->f() > 0))
+        return g.fail("swiglu_limit must be positive");
+      spec.clampLimit = limit->f();
+    }
+  } else {
+    return g.fail("activation_type '" + act + "' is not one of relu, gelu, "
+                  "silu, swiglu, identity");
+  }
+  if (swiglu) {
+    if (fusion == 1) {
+      spec.gating = moe::Gating::Interleaved;
+    } else if (fusion == 2) {
+      spec.gating = moe::Gating::Concatenated;
+    } else {
+      if (!hasFc3)
+        return g.fail("swiglu with swiglu_fusion = 0 needs "
+                      "fc3_experts_weights (the linear projection)");
+      spec.gating = moe::Gating::Separate;
+    }
+  } else if (hasFc3) {
+    // A separate fc3 makes any activation gated: act(fc1 x) * (fc3 x).
+    spec.gating = moe::Gating::Separate;
+  } else {
+    spec.gating = moe::Gating::None;
+  }
+  return success();
+}
 
-/// Checks that `v` (input `slot` named `what`) has `expected` dims (-1:
-/// any); the message names the input and the expected shape.
-LogicalResult expectShape(GraphImporter &g, size_t slot, StringRef what,
+LogicalResult moe_mlir::onnx_import::expectShape(GraphImporter &g, size_t slot, StringRef what,
                           const OnnxValue &v, ArrayRef<int64_t> expected,
                           StringRef symbolic) {
   auto shape = v.type().getShape();
@@ -174,8 +217,10 @@ LogicalResult expectShape(GraphImporter &g, size_t slot, StringRef what,
     return success();
   return g.fail(what + " ('" + g.inputName(slot) + "') has shape " +
                 shapeString(shape) + ", expected " + symbolic + " = " +
-                shapeString(expected) + "");
+                shapeString(expected));
 }
+
+namespace {
 
 LogicalResult convertMicrosoftMoE(GraphImporter &g) {
   const OnnxValue *input = g.input(0), *probs = g.input(1),
@@ -285,44 +330,8 @@ LogicalResult convertMicrosoftMoE(GraphImporter &g) {
     spec.fc1Bias = fc1Bias->value;
   if (fc2Bias)
     spec.fc2Bias = fc2Bias->value;
-  if (act == "relu") {
-    spec.activation = moe::Activation::Relu;
-  } else if (act == "gelu") {
-    spec.activation = moe::Activation::GeluTanh;
-  } else if (act == "silu") {
-    spec.activation = moe::Activation::Silu;
-  } else if (act == "identity") {
-    spec.activation = moe::Activation::Identity;
-  } else if (swiglu) {
-    spec.activation = moe::Activation::Silu;
-    spec.alpha = g.attrFloat("activation_alpha", 1.0);
-    spec.beta = g.attrFloat("activation_beta", 0.0);
-    if (const onnx::AttributeProto *limit = g.attribute("swiglu_limit")) {
-      if (!(limit->f() > 0))
-        return g.fail("swiglu_limit must be positive");
-      spec.clampLimit = limit->f();
-    }
-  } else {
-    return g.fail("activation_type '" + act + "' is not one of relu, gelu, "
-                  "silu, swiglu, identity");
-  }
-  if (swiglu) {
-    if (fusion == 1) {
-      spec.gating = moe::Gating::Interleaved;
-    } else if (fusion == 2) {
-      spec.gating = moe::Gating::Concatenated;
-    } else {
-      if (!fc3)
-        return g.fail("swiglu with swiglu_fusion = 0 needs "
-                      "fc3_experts_weights (the linear projection)");
-      spec.gating = moe::Gating::Separate;
-    }
-  } else if (fc3) {
-    // A separate fc3 makes any activation gated: act(fc1 x) * (fc3 x).
-    spec.gating = moe::Gating::Separate;
-  } else {
-    spec.gating = moe::Gating::None;
-  }
+  if (failed(setFfnActivation(g, spec, fc3 != nullptr)))
+    return failure();
   if (fc3 && spec.gating == moe::Gating::Separate) {
     spec.fc3 = fc3->value;
     if (fc3Bias)

@@ -10,7 +10,8 @@
 // carries its ONNX name in `moe.name`; initializer arguments are bound at run
 // time from the model file itself (the module's `moe.checkpoint` attribute
 // names it; see moe-mlir/Runtime/Weights.h), so weights are never copied
-// into the IR. Small initializers and Constant nodes become constants.
+// into the IR. Tiny initializers, integer ones (shapes) and Constant nodes
+// become constants.
 //
 // ONNX Runtime's com.microsoft.MoE and QMoE become moe.route / dispatch /
 // expert_ffn / combine. Decomposed MoE blocks (router MatMul, TopK, Softmax,
@@ -34,9 +35,11 @@ namespace moe_mlir::onnx_import {
 struct ImportOptions {
   /// Recognise decomposed MoE blocks and import them as moe ops.
   bool raiseMoE = true;
-  /// Initializers with at most this many elements become constants in the
-  /// IR; larger ones become arguments bound from the file at run time.
-  int64_t maxEmbeddedElements = 256;
+  /// Initializers with at most this many elements (and 1-d integer ones of
+  /// up to 4096: shapes, axes, indices) become constants in the IR; the
+  /// others become arguments bound from the file at run time, so a compiled
+  /// model always runs with the weights the file holds then.
+  int64_t maxEmbeddedElements = 16;
   /// Name of the function to create.
   std::string entryName = "forward";
 };
