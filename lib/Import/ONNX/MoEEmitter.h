@@ -38,8 +38,8 @@ struct MoESpec {
 mlir::FailureOr<mlir::Value> emitMoE(GraphImporter &g, const MoESpec &spec);
 
 /// Checks that the node's input `slot` (`v`, called `what`) has the dims
-/// `expected` (-1: any); the error names the input and the expected shape,
-/// also written symbolically (`symbolic`, e.g. "[E, I, H]").
+/// `expected` (ShapedType::kDynamic: any); the error names the input and
+/// the expected shape, also written symbolically (`symbolic`, "[E, I, H]").
 mlir::LogicalResult expectShape(GraphImporter &g, size_t slot,
                                 llvm::StringRef what, const OnnxValue &v,
                                 llvm::ArrayRef<int64_t> expected,

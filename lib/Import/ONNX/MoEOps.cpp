@@ -211,8 +211,8 @@ LogicalResult moe_mlir::onnx_import::expectShape(GraphImporter &g, size_t slot, 
   auto shape = v.type().getShape();
   bool ok = shape.size() == expected.size();
   for (size_t i = 0; ok && i < expected.size(); ++i)
-    ok = expected[i] < 0 || ShapedType::isDynamic(shape[i]) ||
-         shape[i] == expected[i];
+    ok = ShapedType::isDynamic(expected[i]) ||
+         ShapedType::isDynamic(shape[i]) || shape[i] == expected[i];
   if (ok)
     return success();
   return g.fail(what + " ('" + g.inputName(slot) + "') has shape " +
@@ -278,21 +278,30 @@ LogicalResult convertMicrosoftMoE(GraphImporter &g) {
   if (fc1->rank() != 3 || fc2->rank() != 3)
     return g.fail("fc1_experts_weights and fc2_experts_weights must be 3-d "
                   "[E, out, in]");
-  auto fc2Shape = fc2->type().getShape();
-  int64_t experts = fc2Shape[0];
-  int64_t inter = fc2Shape[2];
-  if (ShapedType::isDynamic(experts) || ShapedType::isDynamic(inter) ||
-      llvm::any_of(fc1->type().getShape(), ShapedType::isDynamic))
+  // E and I come from fc2 [E, H, I] when its H matches, else from fc1
+  // [E, I or 2I, H]; fc1 is checked first, so that the older [E, H, I]
+  // layout is reported on fc1 whenever H != I.
+  if (llvm::any_of(fc1->type().getShape(), ShapedType::isDynamic) ||
+      llvm::any_of(fc2->type().getShape(), ShapedType::isDynamic))
     return g.fail("expert weight shapes must be static");
-  if (failed(expectShape(g, 4, "fc2_experts_weights", *fc2,
-                         {experts, hidden, inter}, "[E, H, I]")))
-    return failure();
   bool swiglu = act == "swiglu";
   bool fused = swiglu && fusion != 0;
+  auto fc1Shape = fc1->type().getShape(), fc2Shape = fc2->type().getShape();
+  int64_t experts, inter;
+  if (fc2Shape[1] == hidden) {
+    experts = fc2Shape[0];
+    inter = fc2Shape[2];
+  } else {
+    experts = fc1Shape[0];
+    inter = fused ? fc1Shape[1] / 2 : fc1Shape[1];
+  }
   int64_t fc1Rows = fused ? 2 * inter : inter;
   if (failed(expectShape(g, 2, "fc1_experts_weights", *fc1,
                          {experts, fc1Rows, hidden},
                          fused ? "[E, 2I, H]" : "[E, I, H]")))
+    return failure();
+  if (failed(expectShape(g, 4, "fc2_experts_weights", *fc2,
+                         {experts, hidden, inter}, "[E, H, I]")))
     return failure();
   auto probsShape = probs->type().getShape();
   if (probsShape.back() != experts && !ShapedType::isDynamic(probsShape.back()))
