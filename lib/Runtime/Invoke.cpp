@@ -109,16 +109,20 @@ Status invoke(InvokeFn fn, const ModelInfo &info,
     args.push_back(d.data());
   fn(args.data());
 
+  // Copy every result before freeing any buffer: two results (or a result
+  // and a view of it) may share one allocation.
   outputs.assign(info.outputs.size(), Array());
-  std::set<int64_t> freed;
+  std::vector<int64_t> allocs;
   size_t at = 0;
   for (size_t i = 0; i < info.outputs.size(); ++i) {
     copyResult(results.data() + at, info.outputs[i], outputs[i]);
-    int64_t alloc = results[at];
-    if (alloc && !inputPtrs.count(alloc) && freed.insert(alloc).second)
-      std::free(reinterpret_cast<void *>(alloc));
+    allocs.push_back(results[at]);
     at += descriptorWords(info.outputs[i].shape.size());
   }
+  std::set<int64_t> freed;
+  for (int64_t alloc : allocs)
+    if (alloc && !inputPtrs.count(alloc) && freed.insert(alloc).second)
+      std::free(reinterpret_cast<void *>(alloc));
   return Status::success();
 }
 

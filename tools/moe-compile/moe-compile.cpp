@@ -22,6 +22,7 @@
 #include "moe-mlir/Import/HF/Importer.h"
 #include "moe-mlir/Import/ONNX/Importer.h"
 #include "moe-mlir/InitAll.h"
+#include "moe-mlir/Support/FirstError.h"
 #include "moe-mlir/Support/Progress.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -140,19 +141,20 @@ int main(int argc, char **argv) {
     endStage("parse");
   }
 
+  moe_mlir::FirstError firstError(&context);
   FailureOr<moe_rt::ModelInfo> info =
       moe_mlir::prepareEntry(*module, entryName);
   if (failed(info))
-    fail("no entry point to compile in " + inputFile);
+    fail(inputFile + ": " + firstError.message("no entry point to compile"));
   moe_mlir::LowerOptions lowering;
   lowering.timing = timeStages;
   lowering.beforePass = [&](llvm::StringRef pass) {
     progress.update(("lowering: " + pass).str());
   };
   if (failed(moe_mlir::lowerForCpu(*module, lowering)))
-    fail("could not lower " + inputFile + " for the CPU");
+    fail(inputFile + ": " + firstError.message("could not lower it for the CPU"));
   if (failed(moe_mlir::addModelAbi(*module, *info)))
-    fail("could not add the model ABI");
+    fail(inputFile + ": " + firstError.message("could not add the model ABI"));
   endStage("lowering");
 
   if (emit == Emit::LLVMDialect) {

@@ -43,6 +43,7 @@
 #include "moe-mlir/Runtime/SafeTensors.h"
 #include "moe-mlir/Runtime/ThreadPool.h"
 #include "moe-mlir/Runtime/Weights.h"
+#include "moe-mlir/Support/FirstError.h"
 #include "moe-mlir/Support/Progress.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
@@ -200,10 +201,11 @@ static std::unique_ptr<MLIRContext> makeContext() {
 static void jitCompile(Runnable &r, OwningOpRef<ModuleOp> module,
                        const std::string &origin,
                        moe_mlir::Progress &progress) {
+  moe_mlir::FirstError firstError(module->getContext());
   FailureOr<moe_rt::ModelInfo> info =
       moe_mlir::prepareEntry(*module, entryName);
   if (failed(info))
-    fail("no entry point to run in " + origin);
+    fail(origin + ": " + firstError.message("no entry point to run"));
   r.info = *info;
   moe_mlir::LowerOptions lowering;
   lowering.beforePass = [&](llvm::StringRef pass) {
@@ -211,7 +213,7 @@ static void jitCompile(Runnable &r, OwningOpRef<ModuleOp> module,
   };
   if (failed(moe_mlir::lowerForCpu(*module, lowering)) ||
       failed(moe_mlir::addModelAbi(*module, r.info)))
-    fail("could not compile " + origin + " for the CPU");
+    fail(origin + ": " + firstError.message("could not compile it for the CPU"));
 
   progress.update("generating machine code", 0, 0, true);
   std::function<llvm::Error(llvm::Module *)> optimize =

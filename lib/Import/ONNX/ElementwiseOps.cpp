@@ -201,7 +201,7 @@ LogicalResult convertHardSigmoid(GraphImporter &g) {
 // Arithmetic on floats and integers
 //===----------------------------------------------------------------------===//
 
-enum class Arith { Add, Sub, Mul, Div, Max, Min, Pow };
+enum class Arith { Add, Sub, Mul, Div, Max, Min };
 
 Value arithScalar(OpBuilder &b, Location loc, Arith op, Value x, Value y,
                   bool isUnsigned) {
@@ -231,17 +231,36 @@ Value arithScalar(OpBuilder &b, Location loc, Arith op, Value x, Value y,
       return arith::MinimumFOp::create(b, loc, x, y);
     return isUnsigned ? (Value)arith::MinUIOp::create(b, loc, x, y)
                       : (Value)arith::MinSIOp::create(b, loc, x, y);
-  case Arith::Pow:
-    return math::PowFOp::create(b, loc, x, y);
   }
   return x;
+}
+
+/// The element count of `values` broadcast together when all have known
+/// elements (counts equal or 1), else nullopt.
+std::optional<size_t> knownCount(ArrayRef<const OnnxValue *> values) {
+  size_t n = 1;
+  for (const OnnxValue *v : values) {
+    if (!v->elements)
+      return std::nullopt;
+    if (v->elements->size() != 1)
+      n = v->elements->size();
+  }
+  for (const OnnxValue *v : values)
+    if (v->elements->size() != 1 && v->elements->size() != n)
+      return std::nullopt;
+  return n;
+}
+
+/// Element `i` of a known value broadcast to knownCount() elements.
+OpFoldResult knownAt(const OnnxValue &v, size_t i) {
+  return v.elements->size() == 1 ? (*v.elements)[0] : (*v.elements)[i];
 }
 
 /// Symbolic integer arithmetic on known elements (shape computations).
 std::optional<SmallVector<OpFoldResult>>
 knownArith(GraphImporter &g, Arith op, const OnnxValue &a,
            const OnnxValue &b) {
-  if (!a.elements || !b.elements || op == Arith::Pow)
+  if (!a.elements || !b.elements)
     return std::nullopt;
   size_t n = std::max(a.elements->size(), b.elements->size());
   auto at = [](const SmallVector<OpFoldResult> &v, size_t i) {
@@ -268,7 +287,6 @@ knownArith(GraphImporter &g, Arith op, const OnnxValue &a,
         break;
       case Arith::Max: r = std::max(*cx, *cy); break;
       case Arith::Min: r = std::min(*cx, *cy); break;
-      case Arith::Pow: return std::nullopt;
       }
       out.push_back(g.b().getI64IntegerAttr(r));
       continue;
@@ -284,10 +302,6 @@ LogicalResult binaryArith(GraphImporter &g, Arith op) {
   if (failed(type))
     return failure();
   const OnnxValue &a = *g.input(0), &bv = *g.input(1);
-  if (op == Arith::Pow && !isFloat(a.elementType()))
-    return g.fail("integer Pow is not supported");
-  if (op == Arith::Pow && !isFloat(bv.elementType()))
-    return g.fail("Pow with an integer exponent is not supported");
   if (auto known = knownArith(g, op, a, bv)) {
     bool scalar = a.rank() == 0 && bv.rank() == 0;
     g.setOutput(0, g.knownValue(*known, scalar, *type));
@@ -298,6 +312,24 @@ LogicalResult binaryArith(GraphImporter &g, Arith op) {
   return emit(g, {0, 1}, compute, *type, isUnsigned,
               [&](OpBuilder &b, Location loc, ValueRange s) {
                 return arithScalar(b, loc, op, s[0], s[1], isUnsigned);
+              });
+}
+
+/// Pow: the exponent's type (T1) may differ from the base's (T) since
+/// opset 12, e.g. a float base with an int64 exponent; it is converted to
+/// the base's computation type. The result has the base's type.
+LogicalResult convertPow(GraphImporter &g) {
+  const OnnxValue *x = g.input(0), *y = g.input(1);
+  if (!x || !y)
+    return failure();
+  if (!isFloat(x->elementType()))
+    return g.fail("integer Pow is not supported");
+  if (y->elementType().isInteger(1))
+    return g.fail("the exponent must be a number");
+  Type compute = computeTypeFor(g, x->elementType());
+  return emit(g, {0, 1}, compute, x->elementType(), false,
+              [](OpBuilder &b, Location loc, ValueRange s) -> Value {
+                return math::PowFOp::create(b, loc, s[0], s[1]);
               });
 }
 
@@ -369,41 +401,85 @@ LogicalResult convertAbs(GraphImporter &g) {
                   return math::AbsFOp::create(b, loc, s[0]);
                 if (x->isUnsigned)
                   return s[0];
-                return math::AbsIOp::create(b, loc, s[0]);
+                // x < 0 ? 0 - x : x (math.absi has no lowering on the CPU
+                // path).
+                Value zero = arith::ConstantOp::create(
+                    b, loc, b.getIntegerAttr(s[0].getType(), 0));
+                Value neg = arith::CmpIOp::create(
+                    b, loc, arith::CmpIPredicate::slt, s[0], zero);
+                Value negated = arith::SubIOp::create(b, loc, zero, s[0]);
+                return arith::SelectOp::create(b, loc, neg, negated, s[0]);
               });
 }
 
+/// Clip: max(x, min) then min(·, max), each bound optional. Since opset 11
+/// the bounds are inputs (scalars, any value computed in the graph); before,
+/// float attributes. Integer types clip too (opset 12).
 LogicalResult convertClip(GraphImporter &g) {
   const OnnxValue *x = g.input(0);
   if (!x)
     return failure();
   Type elem = x->elementType();
-  if (!isFloat(elem))
-    return g.fail("integer Clip is not supported");
-  std::optional<double> lo, hi;
-  if (g.opset() < 11) {
-    if (g.attribute("min"))
-      lo = g.attrFloat("min", 0);
-    if (g.attribute("max"))
-      hi = g.attrFloat("max", 0);
-  } else {
-    if (g.hasInput(1) && !(lo = g.constantFloat(1)))
-      return g.fail("min must be a constant");
-    if (g.hasInput(2) && !(hi = g.constantFloat(2)))
-      return g.fail("max must be a constant");
-  }
+  if (elem.isInteger(1))
+    return g.fail("expects a numeric input");
+  bool isUnsigned = x->isUnsigned;
   Type compute = computeTypeFor(g, elem);
-  return emit(g, {0}, compute, elem, false,
-              [&](OpBuilder &b, Location loc, ValueRange s) {
-                Value r = s[0];
-                if (lo)
-                  r = arith::MaximumFOp::create(b, loc, r,
-                                                cst(b, loc, compute, *lo));
-                if (hi)
-                  r = arith::MinimumFOp::create(b, loc, r,
-                                                cst(b, loc, compute, *hi));
-                return r;
-              });
+  std::optional<double> loAttr, hiAttr;
+  SmallVector<OnnxValue> operands = {*x};
+  bool hasLo = false, hasHi = false;
+  if (g.opset() < 11) {
+    if (!isFloat(elem))
+      return g.fail("integer Clip needs opset 12");
+    if (g.attribute("min"))
+      loAttr = g.attrFloat("min", 0);
+    if (g.attribute("max"))
+      hiAttr = g.attrFloat("max", 0);
+  } else {
+    for (size_t i : {1, 2}) {
+      if (!g.hasInput(i))
+        continue;
+      const OnnxValue *bound = g.input(i);
+      if (!bound)
+        return failure();
+      if (bound->elementType() != elem)
+        return g.fail("min and max must have the input's element type");
+      OnnxValue v = *bound;
+      // A scalar bound given as a one-element tensor must not change the
+      // result's rank by broadcasting.
+      if (v.rank() > 0) {
+        if (!v.type().hasStaticShape() || v.type().getNumElements() != 1)
+          return g.fail((i == 1 ? "min" : "max") +
+                        std::string(" must be a scalar"));
+        v.value = g.reshape(v.value, {});
+      }
+      operands.push_back(v);
+      (i == 1 ? hasLo : hasHi) = true;
+    }
+  }
+  FailureOr<Value> result = g.elementwise(
+      operands, compute, elem, [&](OpBuilder &b, Location loc, ValueRange s) {
+        Value r = s[0];
+        size_t next = 1;
+        auto bound = [&](std::optional<double> attr, bool present) -> Value {
+          if (attr)
+            return cst(b, loc, compute, *attr);
+          return present ? s[next++] : Value();
+        };
+        bool f = isFloat(compute);
+        if (Value lo = bound(loAttr, hasLo))
+          r = f            ? (Value)arith::MaximumFOp::create(b, loc, r, lo)
+              : isUnsigned ? (Value)arith::MaxUIOp::create(b, loc, r, lo)
+                           : (Value)arith::MaxSIOp::create(b, loc, r, lo);
+        if (Value hi = bound(hiAttr, hasHi))
+          r = f            ? (Value)arith::MinimumFOp::create(b, loc, r, hi)
+              : isUnsigned ? (Value)arith::MinUIOp::create(b, loc, r, hi)
+                           : (Value)arith::MinSIOp::create(b, loc, r, hi);
+        return castScalar(b, loc, r, elem, false, isUnsigned);
+      });
+  if (failed(result))
+    return failure();
+  g.setOutput(0, *result, isUnsigned);
+  return success();
 }
 
 //===----------------------------------------------------------------------===//
@@ -412,10 +488,50 @@ LogicalResult convertClip(GraphImporter &g) {
 
 enum class Cmp { Eq, Lt, Gt, Le, Ge };
 
+/// A comparison of known integer elements: known 0/1 elements (constants
+/// where both sides are, else i64 values), so that shape computations like
+/// torch.onnx's Where(Equal(shape, -1), 1, shape) stay known.
+std::optional<SmallVector<OpFoldResult>> knownCompare(GraphImporter &g, Cmp cmp,
+                                                      const OnnxValue &a,
+                                                      const OnnxValue &b) {
+  std::optional<size_t> n = knownCount({&a, &b});
+  if (!n || a.isUnsigned)
+    return std::nullopt;
+  arith::CmpIPredicate p = arith::CmpIPredicate::eq;
+  switch (cmp) {
+  case Cmp::Eq: p = arith::CmpIPredicate::eq; break;
+  case Cmp::Lt: p = arith::CmpIPredicate::slt; break;
+  case Cmp::Gt: p = arith::CmpIPredicate::sgt; break;
+  case Cmp::Le: p = arith::CmpIPredicate::sle; break;
+  case Cmp::Ge: p = arith::CmpIPredicate::sge; break;
+  }
+  SmallVector<OpFoldResult> out;
+  for (size_t i = 0; i < *n; ++i) {
+    OpFoldResult x = knownAt(a, i), y = knownAt(b, i);
+    std::optional<int64_t> cx = getConstantIntValue(x),
+                           cy = getConstantIntValue(y);
+    if (cx && cy) {
+      out.push_back(g.b().getI64IntegerAttr(arith::applyCmpPredicate(
+          p, APInt(64, *cx, true), APInt(64, *cy, true))));
+      continue;
+    }
+    Value c =
+        arith::CmpIOp::create(g.b(), g.loc(), p, g.i64Value(x), g.i64Value(y));
+    out.push_back(arith::ExtUIOp::create(g.b(), g.loc(), g.b().getI64Type(), c)
+                      .getResult());
+  }
+  return out;
+}
+
 LogicalResult compare(GraphImporter &g, Cmp cmp) {
   FailureOr<Type> type = commonType(g, {0, 1});
   if (failed(type))
     return failure();
+  if (auto known = knownCompare(g, cmp, *g.input(0), *g.input(1))) {
+    bool scalar = g.input(0)->rank() == 0 && g.input(1)->rank() == 0;
+    g.setOutput(0, g.knownValue(*known, scalar, g.b().getI1Type()));
+    return success();
+  }
   bool isUnsigned = g.input(0)->isUnsigned;
   Type compute = computeTypeFor(g, *type);
   return emit(g, {0, 1}, compute, g.b().getI1Type(), false,
@@ -508,23 +624,27 @@ LogicalResult convertWhere(GraphImporter &g) {
   if (failed(type))
     return failure();
   const OnnxValue &x = *g.input(1), &y = *g.input(2);
-  if (c->elements && x.elements && y.elements &&
-      c->elements->size() == x.elements->size() &&
-      x.elements->size() == y.elements->size()) {
+  // Known elements (shape computations) select symbolically.
+  if (std::optional<size_t> n = knownCount({c, &x, &y})) {
     SmallVector<OpFoldResult> out;
-    bool allConst = true;
-    for (size_t i = 0; i < c->elements->size(); ++i) {
-      std::optional<int64_t> ci = getConstantIntValue((*c->elements)[i]);
-      if (!ci) {
-        allConst = false;
-        break;
+    for (size_t i = 0; i < *n; ++i) {
+      OpFoldResult ci = knownAt(*c, i), xi = knownAt(x, i), yi = knownAt(y, i);
+      if (std::optional<int64_t> cc = getConstantIntValue(ci)) {
+        out.push_back(*cc ? xi : yi);
+        continue;
       }
-      out.push_back(*ci ? (*x.elements)[i] : (*y.elements)[i]);
+      Value zero = arith::ConstantIntOp::create(g.b(), g.loc(), 0, 64);
+      Value cond = arith::CmpIOp::create(
+          g.b(), g.loc(), arith::CmpIPredicate::ne, g.i64Value(ci), zero);
+      out.push_back(arith::SelectOp::create(g.b(), g.loc(), cond,
+                                            g.i64Value(xi), g.i64Value(yi))
+                        .getResult());
     }
-    if (allConst) {
-      g.setOutput(0, g.knownValue(out, x.rank() == 0, *type));
-      return success();
-    }
+    bool scalar = c->rank() == 0 && x.rank() == 0 && y.rank() == 0;
+    OnnxValue v = g.knownValue(out, scalar, *type);
+    v.isUnsigned = x.isUnsigned;
+    g.setOutput(0, v);
+    return success();
   }
   return emit(g, {0, 1, 2}, Type(), *type, x.isUnsigned,
               [](OpBuilder &b, Location loc, ValueRange s) -> Value {
@@ -614,7 +734,7 @@ void moe_mlir::onnx_import::registerElementwiseConverters(
   table["Sub"] = [](GraphImporter &g) { return binaryArith(g, Arith::Sub); };
   table["Mul"] = [](GraphImporter &g) { return binaryArith(g, Arith::Mul); };
   table["Div"] = [](GraphImporter &g) { return binaryArith(g, Arith::Div); };
-  table["Pow"] = [](GraphImporter &g) { return binaryArith(g, Arith::Pow); };
+  table["Pow"] = convertPow;
   table["Max"] = [](GraphImporter &g) { return variadic(g, Arith::Max, false); };
   table["Min"] = [](GraphImporter &g) { return variadic(g, Arith::Min, false); };
   table["Sum"] = [](GraphImporter &g) { return variadic(g, Arith::Add, false); };

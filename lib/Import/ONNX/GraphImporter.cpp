@@ -343,8 +343,11 @@ Value GraphImporter::materialize(ArrayRef<OpFoldResult> elements, bool scalar,
       consts.push_back(*c);
   if (consts.size() == elements.size()) {
     SmallVector<APInt> values;
+    // Truncating: a known i1 element is 0 or 1, and Cast to a narrower
+    // integer type wraps.
     for (int64_t c : consts)
-      values.push_back(APInt(elem.getIntOrFloatBitWidth(), c, true));
+      values.push_back(APInt(elem.getIntOrFloatBitWidth(), c, true,
+                             /*implicitTrunc=*/true));
     return arith::ConstantOp::create(builder_, loc_,
                                      DenseElementsAttr::get(type, values));
   }
@@ -624,4 +627,37 @@ Value GraphImporter::reshape(Value v, ArrayRef<OpFoldResult> shape) {
     asI64.push_back(isa<Attribute>(s) ? s : OpFoldResult(i64Value(s)));
   Value shapeTensor = materialize(asI64, false, builder_.getI64Type());
   return tensor::ReshapeOp::create(builder_, loc_, resultType, v, shapeTensor);
+}
+
+Value GraphImporter::reverse(Value v, ArrayRef<bool> reversed) {
+  auto type = cast<RankedTensorType>(v.getType());
+  int64_t rank = type.getRank();
+  SmallVector<OpFoldResult> shape = dims(v);
+  SmallVector<Value> last(rank);
+  for (int64_t d = 0; d < rank; ++d)
+    if (reversed[d])
+      last[d] = arith::SubIOp::create(
+          builder_, loc_, indexValue(shape[d]),
+          arith::ConstantIndexOp::create(builder_, loc_, 1));
+  Value init = empty(shape, type.getElementType());
+  return linalg::GenericOp::create(
+             builder_, loc_, TypeRange{init.getType()}, ValueRange{},
+             ValueRange{init},
+             SmallVector<AffineMap>{
+                 AffineMap::getMultiDimIdentityMap(rank, ctx())},
+             SmallVector<utils::IteratorType>(rank,
+                                              utils::IteratorType::parallel),
+             [&](OpBuilder &b, Location loc, ValueRange) {
+               SmallVector<Value> coords;
+               for (int64_t d = 0; d < rank; ++d) {
+                 Value i = linalg::IndexOp::create(b, loc, d);
+                 coords.push_back(reversed[d] ? (Value)arith::SubIOp::create(
+                                                    b, loc, last[d], i)
+                                              : i);
+               }
+               linalg::YieldOp::create(
+                   b, loc,
+                   tensor::ExtractOp::create(b, loc, v, coords).getResult());
+             })
+      .getResult(0);
 }

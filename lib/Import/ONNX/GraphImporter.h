@@ -190,6 +190,9 @@ public:
   mlir::Value reduce(mlir::Value v, llvm::ArrayRef<int64_t> axes,
                      bool keepDims, mlir::TypedAttr init, mlir::Type accType,
                      const ScalarFn &combine);
+  /// `v` with its elements in reverse order along the axes marked in
+  /// `reversed`.
+  mlir::Value reverse(mlir::Value v, llvm::ArrayRef<bool> reversed);
   /// Reshape to `shape` (static or dynamic sizes, element count unchanged).
   mlir::Value reshape(mlir::Value v, llvm::ArrayRef<mlir::OpFoldResult> shape);
   /// Normalizes an axis in [-rank, rank) or fails naming `what`.

@@ -26,6 +26,10 @@ struct MoESpec {
   int64_t k = 1;
   moe::Scoring scoring = moe::Scoring::Softmax;
   bool renormalize = false;
+  /// moe.route's renormalize_epsilon and routed_scaling_factor (emitted
+  /// when not the defaults).
+  float renormalizeEpsilon = 0.0f;
+  float routedScalingFactor = 1.0f;
   /// Expert weights in the moe.expert_ffn layout ([E, out, in]).
   mlir::Value fc1, fc2, fc3, fc1Bias, fc2Bias, fc3Bias;
   moe::Activation activation = moe::Activation::Silu;

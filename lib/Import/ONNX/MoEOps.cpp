@@ -101,6 +101,13 @@ FailureOr<Value> moe_mlir::onnx_import::emitMoE(GraphImporter &g,
       b.getNamedAttr("scoring", moe::ScoringAttr::get(ctx, spec.scoring))};
   if (spec.renormalize)
     routeAttrs.push_back(b.getNamedAttr("renormalize", b.getUnitAttr()));
+  // Routing-weight epsilon and scaling (raised decomposed blocks).
+  if (spec.renormalizeEpsilon != 0.0f)
+    routeAttrs.push_back(b.getNamedAttr(
+        "renormalize_epsilon", b.getF32FloatAttr(spec.renormalizeEpsilon)));
+  if (spec.routedScalingFactor != 1.0f)
+    routeAttrs.push_back(b.getNamedAttr(
+        "routed_scaling_factor", b.getF32FloatAttr(spec.routedScalingFactor)));
   Type i32 = b.getI32Type(), f32 = b.getF32Type();
   auto dyn = ShapedType::kDynamic;
   Operation *route =

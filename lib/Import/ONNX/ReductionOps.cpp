@@ -50,10 +50,23 @@ Value roundTo(GraphImporter &g, Value v, Type elem) {
 /// noop_with_empty_axes).
 std::optional<SmallVector<int64_t>> reductionAxes(GraphImporter &g,
                                                   int64_t rank,
-                                                  bool axesAreInput,
+                                                  int64_t axesInputSince,
                                                   bool &noop) {
   noop = false;
   SmallVector<int64_t> axes;
+  bool axesAreInput = g.opset() >= axesInputSince;
+  // The other form would be ignored: an invalid model, not a wrong result.
+  std::string since = std::to_string(axesInputSince);
+  if (axesAreInput && g.attribute("axes")) {
+    (void)g.fail("axes is an input since opset " + since +
+                 ", not an attribute");
+    return std::nullopt;
+  }
+  if (!axesAreInput && g.hasInput(1)) {
+    (void)g.fail("axes is an attribute before opset " + since +
+                 ", not an input");
+    return std::nullopt;
+  }
   if (axesAreInput) {
     if (g.hasInput(1)) {
       auto c = g.constantInts(1, "axes");
@@ -86,6 +99,37 @@ std::optional<SmallVector<int64_t>> reductionAxes(GraphImporter &g,
 
 enum class Reduction { Sum, Mean, Max, Min, Prod, SumSquare };
 
+/// Sum, Prod, Max or Min of known integer elements, folded where constant
+/// (i64 values otherwise).
+OpFoldResult knownReduce(GraphImporter &g, Reduction kind,
+                         ArrayRef<OpFoldResult> elems) {
+  OpBuilder &b = g.b();
+  OpFoldResult r = elems[0];
+  for (OpFoldResult e : elems.drop_front()) {
+    std::optional<int64_t> x = getConstantIntValue(r),
+                           y = getConstantIntValue(e);
+    if (x && y) {
+      int64_t v = kind == Reduction::Sum    ? *x + *y
+                  : kind == Reduction::Prod ? *x * *y
+                  : kind == Reduction::Max  ? std::max(*x, *y)
+                                            : std::min(*x, *y);
+      r = b.getI64IntegerAttr(v);
+      continue;
+    }
+    Value vx = g.i64Value(r), vy = g.i64Value(e), v;
+    switch (kind) {
+    case Reduction::Sum: v = arith::AddIOp::create(b, g.loc(), vx, vy); break;
+    case Reduction::Prod: v = arith::MulIOp::create(b, g.loc(), vx, vy); break;
+    case Reduction::Max: v = arith::MaxSIOp::create(b, g.loc(), vx, vy); break;
+    default: v = arith::MinSIOp::create(b, g.loc(), vx, vy); break;
+    }
+    r = v;
+  }
+  if (auto c = getConstantIntValue(r))
+    return b.getI64IntegerAttr(*c);
+  return r;
+}
+
 LogicalResult convertReduce(GraphImporter &g, Reduction kind,
                             int64_t axesInputSince) {
   const OnnxValue *x = g.input(0);
@@ -93,10 +137,11 @@ LogicalResult convertReduce(GraphImporter &g, Reduction kind,
     return failure();
   Type elem = x->elementType();
   bool isFloat = isa<FloatType>(elem);
+  bool isUnsigned = x->isUnsigned;
   if (!isFloat && (kind == Reduction::Mean))
     return g.fail("expects a floating-point input");
   bool noop = false;
-  auto axes = reductionAxes(g, x->rank(), g.opset() >= axesInputSince, noop);
+  auto axes = reductionAxes(g, x->rank(), axesInputSince, noop);
   if (!axes)
     return failure();
   if (noop) {
@@ -104,6 +149,16 @@ LogicalResult convertReduce(GraphImporter &g, Reduction kind,
     return success();
   }
   bool keepDims = g.attrInt("keepdims", 1) != 0;
+  // Known 1-d integer tensors (shapes) reduce symbolically, so that e.g.
+  // ReduceProd(Slice(Shape(x))) stays usable as a Reshape dimension.
+  if (x->elements && x->rank() == 1 && !x->elements->empty() &&
+      !x->isUnsigned &&
+      (kind == Reduction::Sum || kind == Reduction::Prod ||
+       kind == Reduction::Max || kind == Reduction::Min)) {
+    OpFoldResult r = knownReduce(g, kind, *x->elements);
+    g.setOutput(0, g.knownValue({r}, !keepDims, elem));
+    return success();
+  }
   Type acc = accType(g, elem);
   OpBuilder &b = g.b();
   TypedAttr init;
@@ -112,6 +167,10 @@ LogicalResult convertReduce(GraphImporter &g, Reduction kind,
     if (isFloat)
       init = b.getFloatAttr(acc, max ? -std::numeric_limits<double>::infinity()
                                      : std::numeric_limits<double>::infinity());
+    else if (isUnsigned)
+      init = b.getIntegerAttr(
+          acc, max ? APInt::getMinValue(acc.getIntOrFloatBitWidth())
+                   : APInt::getMaxValue(acc.getIntOrFloatBitWidth()));
     else
       init = b.getIntegerAttr(
           acc, max ? APInt::getSignedMinValue(acc.getIntOrFloatBitWidth())
@@ -141,11 +200,13 @@ LogicalResult convertReduce(GraphImporter &g, Reduction kind,
           return isFloat ? (Value)arith::MulFOp::create(bb, loc, a, v)
                          : (Value)arith::MulIOp::create(bb, loc, a, v);
         case Reduction::Max:
-          return isFloat ? (Value)arith::MaximumFOp::create(bb, loc, a, v)
-                         : (Value)arith::MaxSIOp::create(bb, loc, a, v);
+          return isFloat      ? (Value)arith::MaximumFOp::create(bb, loc, a, v)
+                 : isUnsigned ? (Value)arith::MaxUIOp::create(bb, loc, a, v)
+                              : (Value)arith::MaxSIOp::create(bb, loc, a, v);
         case Reduction::Min:
-          return isFloat ? (Value)arith::MinimumFOp::create(bb, loc, a, v)
-                         : (Value)arith::MinSIOp::create(bb, loc, a, v);
+          return isFloat      ? (Value)arith::MinimumFOp::create(bb, loc, a, v)
+                 : isUnsigned ? (Value)arith::MinUIOp::create(bb, loc, a, v)
+                              : (Value)arith::MinSIOp::create(bb, loc, a, v);
         }
         return a;
       });
@@ -180,7 +241,7 @@ LogicalResult convertReduce(GraphImporter &g, Reduction kind,
                              .getResult();
                        });
   }
-  g.setOutput(0, roundTo(g, r, elem));
+  g.setOutput(0, roundTo(g, r, elem), isUnsigned);
   return success();
 }
 
@@ -378,13 +439,16 @@ LogicalResult convertLayerNorm(GraphImporter &g, bool simplified) {
 /// Top `k` of each row of the 2-d `x` [N, L]: values [N, k] and i64
 /// indices [N, k].
 std::pair<Value, Value> topkRows(GraphImporter &g, Value x, int64_t k,
-                                 bool largest) {
+                                 bool largest, bool isUnsigned) {
   OpBuilder &b = g.b();
   Location loc = g.loc();
   auto type = cast<RankedTensorType>(x.getType());
   Type elem = type.getElementType();
   bool isFloat = isa<FloatType>(elem);
-  Type cmpType = isFloat ? Type(b.getF32Type()) : b.getI64Type();
+  // Compared in f32 (f64 for f64) or i64 (unsigned values zero-extended).
+  Type cmpType = !isFloat       ? Type(b.getI64Type())
+                 : elem.isF64() ? elem
+                                : Type(b.getF32Type());
   Type i64 = b.getI64Type();
   OpFoldResult n = g.dim(x, 0);
   Value rowsN = g.indexValue(n);
@@ -398,8 +462,9 @@ std::pair<Value, Value> topkRows(GraphImporter &g, Value x, int64_t k,
     if (isFloat)
       return arith::ConstantOp::create(
           b, loc,
-          b.getF32FloatAttr(positive ? std::numeric_limits<float>::infinity()
-                                     : -std::numeric_limits<float>::infinity()));
+          b.getFloatAttr(cmpType,
+                         positive ? std::numeric_limits<double>::infinity()
+                                  : -std::numeric_limits<double>::infinity()));
     return arith::ConstantIntOp::create(
         b, loc,
         positive ? std::numeric_limits<int64_t>::max()
@@ -441,7 +506,7 @@ std::pair<Value, Value> topkRows(GraphImporter &g, Value x, int64_t k,
                   [&](OpBuilder &sb, Location sl, Value l, ValueRange sa) {
                     Value raw = tensor::ExtractOp::create(sb, sl, x,
                                                           ValueRange{row, l});
-                    Value v = castScalar(sb, sl, raw, cmpType);
+                    Value v = castScalar(sb, sl, raw, cmpType, isUnsigned);
                     Value li = arith::IndexCastOp::create(sb, sl, i64, l);
                     // After the previous pick in the order?
                     Value after = arith::OrIOp::create(
@@ -481,7 +546,7 @@ std::pair<Value, Value> topkRows(GraphImporter &g, Value x, int64_t k,
 /// TopK of `x` along `axis`: moves the axis last, flattens to rows, selects
 /// and restores the layout.
 std::pair<Value, Value> topkAlong(GraphImporter &g, Value x, int64_t axis,
-                                  int64_t k, bool largest) {
+                                  int64_t k, bool largest, bool isUnsigned) {
   auto type = cast<RankedTensorType>(x.getType());
   int64_t rank = type.getRank();
   SmallVector<int64_t> perm;
@@ -511,7 +576,7 @@ std::pair<Value, Value> topkAlong(GraphImporter &g, Value x, int64_t axis,
                               g.indexValue(g.b().getIndexAttr(staticN)))
             .getResult();
   Value flat = g.reshape(moved, {n, movedDims.back()});
-  auto [vals, idxs] = topkRows(g, flat, k, largest);
+  auto [vals, idxs] = topkRows(g, flat, k, largest, isUnsigned);
   SmallVector<OpFoldResult> outDims(movedDims.begin(), movedDims.end() - 1);
   outDims.push_back(g.b().getIndexAttr(k));
   SmallVector<int64_t> inverse(rank);
@@ -545,12 +610,10 @@ LogicalResult convertTopK(GraphImporter &g) {
   if (k < 0 || (!ShapedType::isDynamic(length) && k > length))
     return g.fail("K = " + std::to_string(k) + " is out of range for axis " +
                   "size " + std::to_string(length));
-  if (x->isUnsigned)
-    return g.fail("unsigned inputs are not supported");
-  auto [vals, idxs] =
-      topkAlong(g, x->value, *axis, k, g.attrInt("largest", 1) != 0);
+  auto [vals, idxs] = topkAlong(g, x->value, *axis, k,
+                                g.attrInt("largest", 1) != 0, x->isUnsigned);
   // `sorted = 0` allows any order; the sorted one is a valid choice.
-  g.setOutput(0, vals);
+  g.setOutput(0, vals, x->isUnsigned);
   g.setOutput(1, idxs);
   return success();
 }
@@ -559,15 +622,34 @@ LogicalResult convertArgExtreme(GraphImporter &g, bool max) {
   const OnnxValue *x = g.input(0);
   if (!x)
     return failure();
-  if (g.attrInt("select_last_index", 0))
-    return g.fail("select_last_index = 1 is not supported");
-  if (x->isUnsigned)
-    return g.fail("unsigned inputs are not supported");
+  if (x->rank() == 0)
+    return g.fail("expects an input of rank >= 1");
   auto axis = g.normalizeAxis(g.attrInt("axis", 0), x->rank(), "axis");
   if (!axis)
     return failure();
-  auto [vals, idxs] = topkAlong(g, x->value, *axis, 1, max);
+  // Ties go to the first index, or with select_last_index to the last one:
+  // the first one of the input reversed along the axis, i -> size - 1 - i.
+  bool last = g.attrInt("select_last_index", 0) != 0;
+  Value data = x->value;
+  if (last) {
+    SmallVector<bool> reversed(x->rank(), false);
+    reversed[*axis] = true;
+    data = g.reverse(data, reversed);
+  }
+  auto [vals, idxs] = topkAlong(g, data, *axis, 1, max, x->isUnsigned);
   (void)vals;
+  if (last) {
+    OnnxValue iv;
+    iv.value = idxs;
+    Value lastIndex = arith::SubIOp::create(
+        g.b(), g.loc(), g.i64Value(g.dim(x->value, *axis)),
+        arith::ConstantIntOp::create(g.b(), g.loc(), 1, 64));
+    idxs = *g.elementwise(
+        {iv}, Type(), g.b().getI64Type(),
+        [&](OpBuilder &b, Location loc, ValueRange s) {
+          return arith::SubIOp::create(b, loc, lastIndex, s[0]).getResult();
+        });
+  }
   if (!g.attrInt("keepdims", 1)) {
     SmallVector<OpFoldResult> shape = g.dims(idxs);
     shape.erase(shape.begin() + *axis);

@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 
+#include <cmath>
 #include <limits>
 
 using namespace mlir;
@@ -148,6 +149,22 @@ LogicalResult convertConstantOfShape(GraphImporter &g) {
     }
     value = cast<TypedAttr>(*attr.value_begin<Attribute>());
   }
+  // A small constant 0-d/1-d integer result gets known elements (torch.onnx
+  // builds shapes with ConstantOfShape).
+  if (auto i = dyn_cast<IntegerAttr>(value); i && shape->size() <= 1) {
+    std::optional<int64_t> n =
+        shape->empty() ? 1 : getConstantIntValue((*shape)[0]);
+    if (n && *n >= 0 && *n <= 64) {
+      int64_t v = isUnsigned || elem.isInteger(1)
+                      ? static_cast<int64_t>(i.getValue().getZExtValue())
+                      : i.getValue().getSExtValue();
+      SmallVector<OpFoldResult> elems(*n, g.b().getI64IntegerAttr(v));
+      OnnxValue out = g.knownValue(elems, shape->empty(), elem);
+      out.isUnsigned = isUnsigned;
+      g.setOutput(0, out);
+      return success();
+    }
+  }
   IndexMath m{g};
   SmallVector<OpFoldResult> dims;
   for (OpFoldResult d : *shape)
@@ -205,7 +222,24 @@ LogicalResult convertRange(GraphImporter &g) {
     g.setOutput(0, generic.getResult(0));
     return success();
   }
-  return g.fail("floating-point Range needs constant inputs");
+  // Floats: constant inputs only. ONNX defines the elements as
+  // start + i * delta, i < max(ceil((limit - start) / delta), 0).
+  std::optional<double> s = g.constantFloat(0), l = g.constantFloat(1),
+                        d = g.constantFloat(2);
+  if (!s || !l || !d)
+    return g.fail("floating-point Range needs constant inputs");
+  if (*d == 0)
+    return g.fail("delta is 0");
+  double count = std::ceil((*l - *s) / *d);
+  if (!(count < (1 << 24)))
+    return g.fail("the range has too many elements");
+  int64_t n = std::max<int64_t>(0, static_cast<int64_t>(count));
+  SmallVector<Attribute> values;
+  for (int64_t i = 0; i < n; ++i)
+    values.push_back(g.b().getFloatAttr(elem, *s + i * *d));
+  auto type = RankedTensorType::get({n}, elem);
+  g.setOutput(0, g.constantValue(DenseElementsAttr::get(type, values), false));
+  return success();
 }
 
 //===----------------------------------------------------------------------===//
@@ -348,6 +382,12 @@ LogicalResult convertFlatten(GraphImporter &g) {
 
 std::optional<SmallVector<int64_t>> axesOperand(GraphImporter &g,
                                                 int64_t inputSince) {
+  // The other form would be ignored: an invalid model, not a wrong result.
+  if (g.opset() >= inputSince && g.attribute("axes")) {
+    (void)g.fail("axes is an input since opset " + std::to_string(inputSince) +
+                 ", not an attribute");
+    return std::nullopt;
+  }
   if (g.opset() >= inputSince) {
     if (!g.hasInput(1))
       return SmallVector<int64_t>{};
@@ -557,6 +597,8 @@ LogicalResult convertSplit(GraphImporter &g) {
   size_t outputs = g.numOutputs();
   SmallVector<OpFoldResult> sizes;
   std::optional<SmallVector<int64_t>> given;
+  if (g.opset() >= 13 && g.attribute("split"))
+    return g.fail("split is an input since opset 13, not an attribute");
   if (g.opset() >= 13) {
     if (g.hasInput(1)) {
       given = g.constantInts(1, "split");
@@ -584,6 +626,19 @@ LogicalResult convertSplit(GraphImporter &g) {
     int64_t n = g.opset() >= 18 ? g.attrInt("num_outputs", outputs) : outputs;
     if (n <= 0 || static_cast<size_t>(n) != outputs)
       return g.fail("num_outputs does not match the outputs");
+    // Chunks of ceil(length / n), the last one smaller (opset 18); before
+    // opset 18 the split must be even. Either way every part is non-empty.
+    if (auto c = getConstantIntValue(length)) {
+      int64_t chunkSize = (*c + n - 1) / n;
+      if (g.opset() < 18 && *c % n != 0)
+        return g.fail("an axis of size " + std::to_string(*c) +
+                      " does not split evenly into " + std::to_string(n) +
+                      " parts");
+      if (chunkSize * (n - 1) >= *c)
+        return g.fail("an axis of size " + std::to_string(*c) +
+                      " cannot be split into " + std::to_string(n) +
+                      " parts of ceil(size / " + std::to_string(n) + ")");
+    }
     OpFoldResult chunk = m.ceilDiv(length, m.c(n));
     OpFoldResult used = m.c(0);
     for (int64_t i = 0; i < n; ++i) {
@@ -654,18 +709,22 @@ LogicalResult convertSlice(GraphImporter &g) {
   IndexMath m{g};
   SmallVector<OpFoldResult> offsets(rank, m.c(0)), sizes = g.dims(x->value),
       strides(rank, m.c(1));
+  SmallVector<bool> reversed(rank, false);
   // Symbolic slicing of a known 1-d tensor (a shape).
   bool known = x->elements && rank == 1;
   for (size_t i = 0; i < axes.size(); ++i) {
     auto axis = g.normalizeAxis(axes[i], rank, "axis");
     if (!axis)
       return failure();
-    if (steps[i] <= 0)
-      return g.fail("steps must be positive (got " + std::to_string(steps[i]) +
-                    ")");
+    if (steps[i] == 0)
+      return g.fail("steps must not be 0");
+    int64_t step = steps[i];
     OpFoldResult dimSize = g.dim(x->value, *axis);
-    // Clamp an index into [0, size]: negative counts from the end.
-    auto normalize = [&](OpFoldResult v) -> OpFoldResult {
+    // Negative indices count from the end; then starts and ends are clamped
+    // to [0, size] for positive steps, and to [0, size - 1] (starts) and
+    // [-1, size - 1] (ends) for negative ones.
+    auto normalize = [&](OpFoldResult v, bool isEnd) -> OpFoldResult {
+      int64_t lo = step < 0 && isEnd ? -1 : 0, hiOffset = step < 0 ? -1 : 0;
       std::optional<int64_t> c = getConstantIntValue(v);
       if (c) {
         int64_t value = *c;
@@ -673,24 +732,44 @@ LogicalResult convertSlice(GraphImporter &g) {
         if (size) {
           if (value < 0)
             value += *size;
-          return m.c(std::clamp<int64_t>(value, 0, *size));
+          return m.c(std::clamp<int64_t>(value, lo, *size + hiOffset));
         }
         if (value >= 0) {
-          // Clamp large ends (INT64_MAX) to the size.
-          return m.min(m.c(std::min<int64_t>(value, INT32_MAX)), dimSize);
+          // Clamp large values (INT64_MAX) to the size.
+          return m.min(m.c(std::min<int64_t>(value, INT32_MAX)),
+                       m.add(dimSize, m.c(hiOffset)));
         }
-        return m.max(m.c(0), m.add(dimSize, m.c(value)));
+        return m.max(m.c(lo),
+                     m.add(dimSize, m.c(std::max<int64_t>(value, INT32_MIN))));
       }
-      // A dynamic index, assumed in [0, size].
-      return m.idx(v);
+      // A dynamic index (computed from shapes): the same at run time.
+      Value raw = g.indexValue(m.idx(v));
+      Value zero = arith::ConstantIndexOp::create(g.b(), g.loc(), 0);
+      Value negative = arith::CmpIOp::create(
+          g.b(), g.loc(), arith::CmpIPredicate::slt, raw, zero);
+      Value wrapped =
+          arith::AddIOp::create(g.b(), g.loc(), raw, g.indexValue(dimSize));
+      Value value =
+          arith::SelectOp::create(g.b(), g.loc(), negative, wrapped, raw);
+      return m.min(m.max(value, m.c(lo)), m.add(dimSize, m.c(hiOffset)));
     };
-    OpFoldResult start = normalize(starts[i]);
-    OpFoldResult end = normalize(ends[i]);
-    OpFoldResult size =
-        m.max(m.c(0), m.ceilDiv(m.sub(end, start), m.c(steps[i])));
-    offsets[*axis] = start;
-    sizes[*axis] = size;
-    strides[*axis] = m.c(steps[i]);
+    OpFoldResult start = normalize(starts[i], false);
+    OpFoldResult end = normalize(ends[i], true);
+    if (step > 0) {
+      offsets[*axis] = start;
+      sizes[*axis] = m.max(m.c(0), m.ceilDiv(m.sub(end, start), m.c(step)));
+      strides[*axis] = m.c(step);
+      continue;
+    }
+    // Negative step: start, start + step, ... while > end. Extract them in
+    // increasing order (from the last one, stride -step), then reverse.
+    OpFoldResult count =
+        m.max(m.c(0), m.ceilDiv(m.sub(start, end), m.c(-step)));
+    OpFoldResult lastPick = m.sub(m.max(count, m.c(1)), m.c(1));
+    offsets[*axis] = m.sub(start, m.mul(lastPick, m.c(-step)));
+    sizes[*axis] = count;
+    strides[*axis] = m.c(-step);
+    reversed[*axis] = true;
   }
   if (known) {
     auto o = getConstantIntValue(offsets[0]);
@@ -700,12 +779,16 @@ LogicalResult convertSlice(GraphImporter &g) {
       SmallVector<OpFoldResult> elems;
       for (int64_t i = 0; i < *s; ++i)
         elems.push_back((*x->elements)[*o + i * *st]);
+      if (reversed[0])
+        std::reverse(elems.begin(), elems.end());
       g.setOutput(0, g.knownValue(elems, false, x->elementType()));
       return success();
     }
   }
   Value part = tensor::ExtractSliceOp::create(g.b(), g.loc(), x->value,
                                               offsets, sizes, strides);
+  if (llvm::is_contained(reversed, true))
+    part = g.reverse(part, reversed);
   g.setOutput(0, part, x->isUnsigned);
   return success();
 }

@@ -94,7 +94,7 @@ def require_ort(allow_module_level=False):
 def _write_inputs(tmp, idx, feeds):
     specs = []
     for j, (name, value) in enumerate(feeds.items()):
-        arr = np.ascontiguousarray(np.asarray(value))
+        arr = np.array(value, order="C")  # keeps 0-d inputs 0-d (ascontiguousarray would not)
         if arr.dtype not in _NP_TO_ORT:
             raise TypeError(f"input '{name}': unsupported dtype {arr.dtype}")
         path = os.path.join(tmp, f"job{idx}_in{j}.bin")

@@ -1,7 +1,7 @@
 """Writes the malformed or unsupported ONNX models of bad-input.test into
 OUT_DIR: an unsupported operator, a truncated file, external data that is
-missing, a Reshape whose shape depends on input values, and an opset that is
-too old."""
+missing, a Reshape whose shape depends on input values, an opset that is
+too old and a graph output of a type a model cannot return (float64)."""
 
 import os
 import sys
@@ -39,6 +39,9 @@ def main(out):
                     [x, ids], [y]), os.path.join(out, "data-shape.onnx"))
     onnx.save(model([helper.make_node("Relu", ["x"], ["y"])], [x], [y], opset=9),
               os.path.join(out, "old-opset.onnx"))
+    y64 = helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["T", 4])
+    onnx.save(model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.DOUBLE)],
+                    [x], [y64]), os.path.join(out, "f64-output.onnx"))
 
 
 if __name__ == "__main__":
