@@ -6,12 +6,16 @@
 
 #include "GraphImporter.h"
 
+#include "moe-mlir/Dialect/MoE/IR/MoE.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/IR/Matchers.h"
+#include "mlir/Interfaces/DestinationStyleOpInterface.h"
 
 using namespace mlir;
 using namespace moe_mlir::onnx_import;
@@ -438,6 +442,262 @@ Value moe_mlir::onnx_import::castScalar(OpBuilder &b, Location loc, Value v,
   return arith::TruncIOp::create(b, loc, to, v);
 }
 
+//===----------------------------------------------------------------------===//
+// Sizes and broadcasting
+//===----------------------------------------------------------------------===//
+
+void GraphImporter::noteDimParams(const onnx::ValueInfoProto &input) {
+  const OnnxValue *v = lookup(input.name());
+  if (!v || !input.type().has_tensor_type() ||
+      !input.type().tensor_type().has_shape())
+    return;
+  const onnx::TensorShapeProto &shape = input.type().tensor_type().shape();
+  for (int i = 0, e = std::min<int64_t>(shape.dim_size(), v->rank()); i < e;
+       ++i) {
+    const onnx::TensorShapeProto::Dimension &d = shape.dim(i);
+    if (!d.has_dim_param() || d.dim_param().empty() ||
+        !v->type().isDynamicDim(i))
+      continue;
+    SizeKey key{v->value, i};
+    auto [it, inserted] = dimParams_.try_emplace(d.dim_param(), key);
+    if (!inserted)
+      dimAliases_[key] = it->second;
+  }
+}
+
+GraphImporter::SizeTerm GraphImporter::leaf(SizeKey key) const {
+  SizeTerm term;
+  term.factors.push_back(dimAliases_.lookup_or(key, key));
+  return term;
+}
+
+GraphImporter::SizeTerm GraphImporter::traceDim(Value t, int64_t d, int depth) {
+  // The ops the importer sizes its results with; anything else (a slice, a
+  // gather) starts a new size. Each step keeps the size unchanged.
+  for (int step = 0; step < 1024; ++step) {
+    if (!cast<RankedTensorType>(t.getType()).isDynamicDim(d))
+      break;
+    Operation *op = t.getDefiningOp();
+    if (!op)
+      break;
+    auto result = cast<OpResult>(t);
+    if (auto dps = dyn_cast<DestinationStyleOpInterface>(op)) {
+      OpOperand *tied = dps.getTiedOpOperand(result);
+      if (!tied || tied->get().getType() != t.getType())
+        break;
+      t = tied->get();
+      continue;
+    }
+    if (auto forOp = dyn_cast<scf::ForOp>(op)) {
+      Value init = forOp.getInitArgs()[result.getResultNumber()];
+      if (init.getType() != t.getType())
+        break;
+      t = init;
+      continue;
+    }
+    if (auto castOp = dyn_cast<tensor::CastOp>(op)) {
+      auto source = dyn_cast<RankedTensorType>(castOp.getSource().getType());
+      if (!source || source.getRank() != castOp.getType().getRank())
+        break;
+      t = castOp.getSource();
+      continue;
+    }
+    // moe ops keep the token count: dimension 0 of the routing results,
+    // of dispatch's mapping, of combine's result ([T, ...] from the mapping)
+    // and of a shared expert's result.
+    if (auto route = dyn_cast<moe::RouteOp>(op)) {
+      if (d != 0)
+        break;
+      t = route.getInput();
+      continue;
+    }
+    if (auto dispatch = dyn_cast<moe::DispatchOp>(op)) {
+      if (d != 0 || t != dispatch.getMapping())
+        break;
+      t = dispatch.getInput();
+      continue;
+    }
+    if (auto combine = dyn_cast<moe::CombineOp>(op)) {
+      if (d != 0)
+        break;
+      t = combine.getMapping();
+      continue;
+    }
+    if (auto shared = dyn_cast<moe::SharedExpertOp>(op)) {
+      t = shared.getInput();
+      continue;
+    }
+    if (auto emptyOp = dyn_cast<tensor::EmptyOp>(op))
+      return traceSize(emptyOp.getDynamicSize(d), depth + 1);
+    if (auto reshape = dyn_cast<tensor::ReshapeOp>(op)) {
+      if (auto elements =
+              reshape.getShape().getDefiningOp<tensor::FromElementsOp>())
+        return traceSize(elements.getElements()[d], depth + 1);
+      break;
+    }
+    if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op)) {
+      // The result's dimensions are the sizes not dropped.
+      llvm::SmallBitVector dropped = slice.getDroppedDims();
+      SmallVector<OpFoldResult> sizes = slice.getMixedSizes();
+      int64_t kept = -1;
+      for (int64_t i = 0, e = sizes.size(); i < e; ++i)
+        if (!dropped.test(i) && ++kept == d) {
+          if (auto v = dyn_cast<Value>(sizes[i]))
+            return traceSize(v, depth + 1);
+          break;
+        }
+      break;
+    }
+    if (auto expand = dyn_cast<tensor::ExpandShapeOp>(op)) {
+      if (auto v = dyn_cast<Value>(expand.getMixedOutputShape()[d]))
+        return traceSize(v, depth + 1);
+      break;
+    }
+    break;
+  }
+  return leaf({t, d});
+}
+
+GraphImporter::SizeTerm GraphImporter::traceSize(Value size, int depth) {
+  // Products and exact divisions by constants (Flatten, Reshape with -1)
+  // are followed; any other arithmetic is a size of its own.
+  for (int step = 0; step < 1024 && depth < 64; ++step) {
+    if (auto c = size.getDefiningOp<arith::IndexCastOp>()) {
+      size = c.getIn();
+      continue;
+    }
+    if (auto c = size.getDefiningOp<arith::IndexCastUIOp>()) {
+      size = c.getIn();
+      continue;
+    }
+    if (std::optional<int64_t> c = getConstantIntValue(size)) {
+      SizeTerm term;
+      term.coeff = *c;
+      return term;
+    }
+    if (auto d = size.getDefiningOp<tensor::DimOp>()) {
+      std::optional<int64_t> index = d.getConstantIndex();
+      auto type = dyn_cast<RankedTensorType>(d.getSource().getType());
+      if (index && type && type.isDynamicDim(*index))
+        return traceDim(d.getSource(), *index, depth + 1);
+      break;
+    }
+    if (auto mul = size.getDefiningOp<arith::MulIOp>()) {
+      SizeTerm a = traceSize(mul.getLhs(), depth + 1);
+      SizeTerm b = traceSize(mul.getRhs(), depth + 1);
+      int64_t coeff;
+      if (llvm::MulOverflow(a.coeff, b.coeff, coeff))
+        break;
+      a.coeff = coeff;
+      a.factors.append(b.factors.begin(), b.factors.end());
+      llvm::sort(a.factors, [](const SizeKey &x, const SizeKey &y) {
+        return std::make_pair(x.first.getAsOpaquePointer(), x.second) <
+               std::make_pair(y.first.getAsOpaquePointer(), y.second);
+      });
+      return a;
+    }
+    Operation *op = size.getDefiningOp();
+    if (op && isa<arith::FloorDivSIOp, arith::CeilDivSIOp, arith::DivSIOp,
+                  arith::DivUIOp, arith::CeilDivUIOp>(op)) {
+      std::optional<int64_t> divisor = getConstantIntValue(op->getOperand(1));
+      if (!divisor || *divisor <= 0)
+        break;
+      SizeTerm a = traceSize(op->getOperand(0), depth + 1);
+      if (a.coeff % *divisor != 0)
+        break;
+      a.coeff /= *divisor;
+      return a;
+    }
+    break;
+  }
+  return leaf({size, -1});
+}
+
+bool GraphImporter::sameSize(OpFoldResult a, OpFoldResult b) {
+  std::optional<int64_t> ca = getConstantIntValue(a),
+                         cb = getConstantIntValue(b);
+  if (ca || cb)
+    return ca && cb && *ca == *cb;
+  return traceSize(cast<Value>(a)) == traceSize(cast<Value>(b));
+}
+
+bool GraphImporter::sameSize(Value t, int64_t d, OpFoldResult size) {
+  auto type = cast<RankedTensorType>(t.getType());
+  std::optional<int64_t> c = getConstantIntValue(size);
+  if (!type.isDynamicDim(d) || c)
+    return c && *c == type.getDimSize(d);
+  return traceDim(t, d) == traceSize(cast<Value>(size));
+}
+
+std::optional<OpFoldResult>
+GraphImporter::broadcastSize(ArrayRef<SizeRef> refs) {
+  int64_t fixed = 1;
+  SmallVector<SizeRef> dynamic;
+  SmallVector<SizeTerm> terms;
+  for (auto [v, d] : refs) {
+    int64_t size = d;
+    if (v && d >= 0)
+      size = cast<RankedTensorType>(v.getType()).getDimSize(d);
+    else if (v)
+      size =
+          getConstantIntValue(OpFoldResult(v)).value_or(ShapedType::kDynamic);
+    if (ShapedType::isDynamic(size)) {
+      SizeTerm term = d >= 0 ? traceDim(v, d) : traceSize(v);
+      if (!llvm::is_contained(terms, term)) {
+        terms.push_back(std::move(term));
+        dynamic.push_back({v, d});
+      }
+      continue;
+    }
+    if (size == 1)
+      continue;
+    if (fixed != 1 && fixed != size)
+      return std::nullopt;
+    fixed = size;
+  }
+  // A static size other than 1 is the result (dynamic sizes must be 1 or
+  // that size); the operands read where they may be 1 (broadcastTo).
+  if (fixed != 1 || dynamic.empty())
+    return OpFoldResult(builder_.getIndexAttr(fixed));
+  auto build = [&](SizeRef ref) -> Value {
+    return ref.second >= 0 ? indexValue(dim(ref.first, ref.second))
+                           : indexValue(ref.first);
+  };
+  if (dynamic.size() == 1)
+    return dynamic[0].second >= 0 ? dim(dynamic[0].first, dynamic[0].second)
+                                  : OpFoldResult(build(dynamic[0]));
+  // Sizes only known when the model runs: a == 1 ? b : b == 1 ? a :
+  // max(a, b). Where they broadcast that is numpy's size (1 and 0 give 0);
+  // where they do not (3 and 5) there is no way to report it, the larger
+  // wins and the smaller operand is read at a clamped index.
+  Value one = arith::ConstantIndexOp::create(builder_, loc_, 1);
+  Value acc = build(dynamic[0]);
+  for (SizeRef ref : ArrayRef(dynamic).drop_front()) {
+    Value s = build(ref);
+    Value accIsOne = arith::CmpIOp::create(builder_, loc_,
+                                           arith::CmpIPredicate::eq, acc, one);
+    Value sIsOne =
+        arith::CmpIOp::create(builder_, loc_, arith::CmpIPredicate::eq, s, one);
+    Value larger = arith::MaxUIOp::create(builder_, loc_, acc, s);
+    Value otherwise =
+        arith::SelectOp::create(builder_, loc_, sIsOne, acc, larger);
+    acc = arith::SelectOp::create(builder_, loc_, accIsOne, s, otherwise);
+  }
+  return OpFoldResult(acc);
+}
+
+std::optional<OpFoldResult>
+GraphImporter::broadcastSize(ArrayRef<OpFoldResult> sizes) {
+  SmallVector<SizeRef> refs;
+  for (OpFoldResult s : sizes) {
+    if (std::optional<int64_t> c = getConstantIntValue(s))
+      refs.push_back({Value(), *c});
+    else
+      refs.push_back({cast<Value>(s), -1});
+  }
+  return broadcastSize(ArrayRef<SizeRef>(refs));
+}
+
 FailureOr<SmallVector<OpFoldResult>>
 GraphImporter::broadcastShape(ArrayRef<Value> inputs) {
   int64_t rank = 0;
@@ -445,59 +705,27 @@ GraphImporter::broadcastShape(ArrayRef<Value> inputs) {
     rank = std::max(rank, cast<RankedTensorType>(v.getType()).getRank());
   SmallVector<OpFoldResult> shape;
   for (int64_t d = 0; d < rank; ++d) {
-    int64_t staticSize = 1;
-    Value dynamicFrom;
-    int64_t dynamicDim = 0;
+    SmallVector<SizeRef> refs;
     for (Value v : inputs) {
-      auto type = cast<RankedTensorType>(v.getType());
-      int64_t vd = d - (rank - type.getRank());
-      if (vd < 0)
-        continue;
-      int64_t size = type.getDimSize(vd);
-      if (ShapedType::isDynamic(size)) {
-        if (!dynamicFrom) {
-          dynamicFrom = v;
-          dynamicDim = vd;
-        }
-        continue;
-      }
-      if (size == 1)
-        continue;
-      if (staticSize != 1 && staticSize != size) {
-        (void)fail("operand shapes " + shapeString(cast<RankedTensorType>(
-                                                 inputs[0].getType())
-                                                 .getShape()) +
-             " and " +
-             shapeString(cast<RankedTensorType>(v.getType()).getShape()) +
-             " do not broadcast");
-        return failure();
-      }
-      staticSize = size;
+      int64_t vd = d - (rank - cast<RankedTensorType>(v.getType()).getRank());
+      if (vd >= 0)
+        refs.push_back({v, vd});
     }
-    if (staticSize != 1 || !dynamicFrom)
-      shape.push_back(builder_.getIndexAttr(staticSize));
-    else
-      shape.push_back(dim(dynamicFrom, dynamicDim));
+    std::optional<OpFoldResult> size = broadcastSize(ArrayRef<SizeRef>(refs));
+    if (!size) {
+      std::string shapes;
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        if (i)
+          shapes += i + 1 == inputs.size() ? " and " : ", ";
+        shapes +=
+            shapeString(cast<RankedTensorType>(inputs[i].getType()).getShape());
+      }
+      (void)fail("operand shapes " + shapes + " do not broadcast");
+      return failure();
+    }
+    shape.push_back(*size);
   }
   return shape;
-}
-
-/// The indexing map reading `type` inside a loop nest over `resultShape`
-/// with numpy broadcasting (size-1 dims read index 0).
-static AffineMap broadcastMap(RankedTensorType type,
-                              ArrayRef<OpFoldResult> resultShape,
-                              MLIRContext *ctx) {
-  int64_t rank = resultShape.size();
-  SmallVector<AffineExpr> exprs;
-  for (int64_t i = 0; i < type.getRank(); ++i) {
-    int64_t d = i + rank - type.getRank();
-    std::optional<int64_t> result = getConstantIntValue(resultShape[d]);
-    if (type.getDimSize(i) == 1 && (!result || *result != 1))
-      exprs.push_back(getAffineConstantExpr(0, ctx));
-    else
-      exprs.push_back(getAffineDimExpr(d, ctx));
-  }
-  return AffineMap::get(rank, 0, exprs, ctx);
 }
 
 static SmallVector<int64_t> staticShape(ArrayRef<OpFoldResult> shape) {
@@ -507,54 +735,134 @@ static SmallVector<int64_t> staticShape(ArrayRef<OpFoldResult> shape) {
   return out;
 }
 
+namespace {
+/// How a dimension of an operand is read in a broadcasting loop nest: at the
+/// loop's index, at 0 (a static size 1 broadcast) or at min(i, size - 1)
+/// (a dynamic size that may be 1 when the model runs).
+enum class Read { Loop, Zero, Clamped };
+} // namespace
+
+static SmallVector<Read> broadcastReads(GraphImporter &g, Value v,
+                                        ArrayRef<OpFoldResult> shape) {
+  auto type = cast<RankedTensorType>(v.getType());
+  int64_t rank = shape.size();
+  SmallVector<Read> reads;
+  for (int64_t i = 0; i < type.getRank(); ++i) {
+    int64_t d = i + rank - type.getRank();
+    std::optional<int64_t> result = getConstantIntValue(shape[d]);
+    int64_t size = type.getDimSize(i);
+    if (size == 1)
+      reads.push_back(result && *result == 1 ? Read::Loop : Read::Zero);
+    else if (!ShapedType::isDynamic(size) || g.sameSize(v, i, shape[d]))
+      reads.push_back(Read::Loop);
+    else
+      reads.push_back(Read::Clamped);
+  }
+  return reads;
+}
+
+Value GraphImporter::broadcastGeneric(ArrayRef<Value> operands,
+                                      ArrayRef<OpFoldResult> shape,
+                                      Type resultElem, const ScalarFn &body) {
+  int64_t rank = shape.size();
+  Value init = empty(shape, resultElem);
+  // Operands read through affine maps are the generic's inputs; the others
+  // are read with tensor.extract in the body (`input` -1).
+  struct Operand {
+    Value value;
+    SmallVector<Read> reads;
+    SmallVector<Value> last;
+    int64_t input = -1;
+  };
+  SmallVector<Operand> ops;
+  SmallVector<Value> inputs;
+  SmallVector<AffineMap> maps;
+  for (Value v : operands) {
+    Operand op{v, broadcastReads(*this, v, shape), {}, -1};
+    int64_t vrank = op.reads.size();
+    if (llvm::is_contained(op.reads, Read::Clamped)) {
+      op.last.resize(vrank);
+      Value one = arith::ConstantIndexOp::create(builder_, loc_, 1);
+      for (int64_t i = 0; i < vrank; ++i)
+        if (op.reads[i] == Read::Clamped)
+          op.last[i] =
+              arith::SubIOp::create(builder_, loc_, indexValue(dim(v, i)), one);
+    } else {
+      SmallVector<AffineExpr> exprs;
+      for (int64_t i = 0; i < vrank; ++i)
+        exprs.push_back(op.reads[i] == Read::Zero
+                            ? getAffineConstantExpr(0, ctx())
+                            : getAffineDimExpr(i + rank - vrank, ctx()));
+      maps.push_back(AffineMap::get(rank, 0, exprs, ctx()));
+      op.input = inputs.size();
+      inputs.push_back(v);
+    }
+    ops.push_back(std::move(op));
+  }
+  maps.push_back(AffineMap::getMultiDimIdentityMap(rank, ctx()));
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             builder_, loc_, TypeRange{init.getType()}, inputs,
+             ValueRange{init}, maps, iterators,
+             [&](OpBuilder &b, Location loc, ValueRange args) {
+               SmallVector<Value> scalars;
+               for (const Operand &op : ops) {
+                 if (op.input >= 0) {
+                   scalars.push_back(args[op.input]);
+                   continue;
+                 }
+                 int64_t vrank = op.reads.size();
+                 SmallVector<Value> coords;
+                 for (int64_t i = 0; i < vrank; ++i) {
+                   if (op.reads[i] == Read::Zero) {
+                     coords.push_back(
+                         arith::ConstantIndexOp::create(b, loc, 0));
+                     continue;
+                   }
+                   Value index =
+                       linalg::IndexOp::create(b, loc, i + rank - vrank);
+                   if (op.reads[i] == Read::Clamped)
+                     index = arith::MinUIOp::create(b, loc, index, op.last[i]);
+                   coords.push_back(index);
+                 }
+                 scalars.push_back(
+                     tensor::ExtractOp::create(b, loc, op.value, coords));
+               }
+               linalg::YieldOp::create(b, loc, body(b, loc, scalars));
+             })
+      .getResult(0);
+}
+
 FailureOr<Value> GraphImporter::elementwise(ArrayRef<OnnxValue> inputs,
                                             Type computeType, Type resultElem,
                                             const ScalarFn &fn) {
   SmallVector<Value> values;
-  for (const OnnxValue &v : inputs)
+  SmallVector<bool> unsignedFlags;
+  for (const OnnxValue &v : inputs) {
     values.push_back(v.value);
+    unsignedFlags.push_back(v.isUnsigned);
+  }
   FailureOr<SmallVector<OpFoldResult>> shape = broadcastShape(values);
   if (failed(shape))
     return failure();
-  Value init = empty(*shape, resultElem);
-  SmallVector<AffineMap> maps;
-  for (Value v : values)
-    maps.push_back(
-        broadcastMap(cast<RankedTensorType>(v.getType()), *shape, ctx()));
-  maps.push_back(AffineMap::getMultiDimIdentityMap(shape->size(), ctx()));
-  SmallVector<utils::IteratorType> iterators(shape->size(),
-                                             utils::IteratorType::parallel);
-  SmallVector<bool> unsignedFlags;
-  for (const OnnxValue &v : inputs)
-    unsignedFlags.push_back(v.isUnsigned);
-  auto generic = linalg::GenericOp::create(
-      builder_, loc_, TypeRange{init.getType()}, values, ValueRange{init},
-      maps, iterators, [&](OpBuilder &b, Location loc, ValueRange args) {
+  return broadcastGeneric(
+      values, *shape, resultElem,
+      [&](OpBuilder &b, Location loc, ValueRange args) {
         SmallVector<Value> scalars;
-        for (size_t i = 0; i < values.size(); ++i)
-          scalars.push_back(computeType ? onnx_import::castScalar(b, loc, args[i], computeType,
-                                                     unsignedFlags[i], false)
+        for (size_t i = 0; i < args.size(); ++i)
+          scalars.push_back(computeType ? onnx_import::castScalar(
+                                              b, loc, args[i], computeType,
+                                              unsignedFlags[i], false)
                                         : args[i]);
-        linalg::YieldOp::create(b, loc, fn(b, loc, scalars));
+        return fn(b, loc, scalars);
       });
-  return generic.getResult(0);
 }
 
 Value GraphImporter::broadcastTo(Value v, ArrayRef<OpFoldResult> shape) {
-  auto type = cast<RankedTensorType>(v.getType());
-  Value init = empty(shape, type.getElementType());
-  SmallVector<AffineMap> maps = {
-      broadcastMap(type, shape, ctx()),
-      AffineMap::getMultiDimIdentityMap(shape.size(), ctx())};
-  SmallVector<utils::IteratorType> iterators(shape.size(),
-                                             utils::IteratorType::parallel);
-  return linalg::GenericOp::create(
-             builder_, loc_, TypeRange{init.getType()}, ValueRange{v},
-             ValueRange{init}, maps, iterators,
-             [](OpBuilder &b, Location loc, ValueRange args) {
-               linalg::YieldOp::create(b, loc, args[0]);
-             })
-      .getResult(0);
+  return broadcastGeneric(
+      v, shape, cast<RankedTensorType>(v.getType()).getElementType(),
+      [](OpBuilder &, Location, ValueRange args) { return args[0]; });
 }
 
 Value GraphImporter::transpose(Value v, ArrayRef<int64_t> perm) {

@@ -11,9 +11,13 @@
 //
 // Shapes are inferred while importing: every value is a ranked tensor whose
 // dimensions are static where the graph determines them and dynamic
-// otherwise (a token count, a batch). Where broadcasting meets two dynamic
-// dimensions they are taken to be equal, as ONNX Runtime's shape inference
-// does for symbolic dimensions.
+// otherwise (a token count, a batch). Broadcasting follows numpy at run
+// time: a dynamic dimension may turn out to be 1. Two dynamic sizes are
+// known to be equal when they trace back to the same dimension of the same
+// value (through the ops the importer builds) or to graph input dimensions
+// of one dim_param; broadcasting such sizes costs nothing. Otherwise the
+// broadcast size is computed when the model runs and the operands that may
+// be 1 there are read at a clamped index (see broadcastSize()).
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,6 +27,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/OpDefinition.h"
+#include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
 
 #include <functional>
@@ -60,6 +65,7 @@ using ConverterTable = llvm::StringMap<Converter>;
 /// the default domain and "domain:op_type" otherwise.
 void registerElementwiseConverters(ConverterTable &table);
 void registerMatMulConverters(ConverterTable &table);
+void registerEinsumConverters(ConverterTable &table);
 void registerReductionConverters(ConverterTable &table);
 void registerShapeConverters(ConverterTable &table);
 void registerIndexingConverters(ConverterTable &table);
@@ -86,6 +92,9 @@ public:
   /// for converters that need contents or layouts at import time.
   void addInitializer(const onnx::TensorProto *tensor);
   const onnx::TensorProto *initializer(const std::string &name) const;
+  /// Records the dim_params of a graph input (defined before): dynamic
+  /// dimensions that share a dim_param are known to be equal.
+  void noteDimParams(const onnx::ValueInfoProto &input);
 
   //===--------------------------------------------------------------------===//
   // The node being converted.
@@ -176,11 +185,37 @@ public:
                                            mlir::Type computeType,
                                            mlir::Type resultElem,
                                            const ScalarFn &fn);
-  /// The broadcast shape of `inputs`, or failure (recorded) when
-  /// incompatible.
+  /// The broadcast shape of `inputs`, or failure (recorded) when two static
+  /// sizes other than 1 differ. See broadcastSize().
   mlir::FailureOr<llvm::SmallVector<mlir::OpFoldResult>>
   broadcastShape(llvm::ArrayRef<mlir::Value> inputs);
-  /// `v` broadcast to `shape` (numpy rules, trailing alignment).
+  /// The numpy broadcast of `sizes`, or std::nullopt when two static sizes
+  /// other than 1 differ (the caller reports it). A static size other than 1
+  /// wins; dynamic sizes known to be equal (sameSize()) count once; distinct
+  /// dynamic sizes are combined when the model runs by
+  ///   broadcast(a, b) = a == 1 ? b : b == 1 ? a : max(a, b),
+  /// numpy's result whenever the sizes broadcast (0 included). Sizes that do
+  /// not (3 and 5) cannot be reported at run time: the result is the
+  /// larger, and operands are read at a clamped index (broadcastTo()).
+  std::optional<mlir::OpFoldResult>
+  broadcastSize(llvm::ArrayRef<mlir::OpFoldResult> sizes);
+  /// A size to broadcast without building it first: (tensor, dimension),
+  /// (index or i64 scalar, -1) or (null, constant). A dimension becomes a
+  /// tensor.dim only when it is the result.
+  using SizeRef = std::pair<mlir::Value, int64_t>;
+  std::optional<mlir::OpFoldResult> broadcastSize(llvm::ArrayRef<SizeRef> refs);
+  /// Whether two sizes are known to be equal at import time: equal
+  /// constants, or dynamic sizes that trace back to the same product of
+  /// dimensions (followed through tensor.dim, tensor.empty, destination-style
+  /// ops, scf.for, tensor.reshape/expand_shape/extract_slice sizes, the
+  /// token dimension of moe ops, index casts, products and exact divisions
+  /// by constants), graph input dimensions of one dim_param being one.
+  bool sameSize(mlir::OpFoldResult a, mlir::OpFoldResult b);
+  /// sameSize() for dimension `d` of `t`, without building a tensor.dim.
+  bool sameSize(mlir::Value t, int64_t d, mlir::OpFoldResult size);
+  /// `v` broadcast to `shape` (numpy rules, trailing alignment). A dynamic
+  /// dimension of `v` not known to equal its size in `shape` may be 1 when
+  /// the model runs: it is read at index min(i, size - 1).
   mlir::Value broadcastTo(mlir::Value v,
                           llvm::ArrayRef<mlir::OpFoldResult> shape);
   mlir::Value transpose(mlir::Value v, llvm::ArrayRef<int64_t> perm);
@@ -200,6 +235,26 @@ public:
                                        llvm::StringRef what);
 
 private:
+  /// A size no traced op explains: (tensor, dimension), or (scalar, -1).
+  using SizeKey = std::pair<mlir::Value, int64_t>;
+  /// What a size traces back to: coeff · Π factors (sorted), so that sizes
+  /// flattened and split again by Reshape (T·2, T·2·32 / 32) compare equal.
+  struct SizeTerm {
+    int64_t coeff = 1;
+    llvm::SmallVector<SizeKey, 2> factors;
+    bool operator==(const SizeTerm &o) const {
+      return coeff == o.coeff && factors == o.factors;
+    }
+  };
+  SizeTerm traceDim(mlir::Value t, int64_t d, int depth = 0);
+  SizeTerm traceSize(mlir::Value size, int depth = 0);
+  SizeTerm leaf(SizeKey key) const;
+  /// A linalg.generic over `shape` whose body maps the scalars of
+  /// `operands` (numpy broadcasting, trailing alignment) with `body`.
+  mlir::Value broadcastGeneric(llvm::ArrayRef<mlir::Value> operands,
+                               llvm::ArrayRef<mlir::OpFoldResult> shape,
+                               mlir::Type resultElem, const ScalarFn &body);
+
   mlir::MLIRContext &context_;
   mlir::OpBuilder &builder_;
   std::string fileName_;
@@ -207,6 +262,10 @@ private:
   std::map<std::string, int64_t> opsets_;
   llvm::StringMap<OnnxValue> values_;
   llvm::StringMap<const onnx::TensorProto *> initializers_;
+  /// Graph input dimensions with a dim_param: the first dimension seen with
+  /// that dim_param stands for all of them.
+  llvm::StringMap<SizeKey> dimParams_;
+  llvm::DenseMap<SizeKey, SizeKey> dimAliases_;
   const onnx::NodeProto *node_ = nullptr;
   size_t nodeIndex_ = 0;
   mlir::Location loc_;

@@ -254,6 +254,8 @@ OwningOpRef<ModuleOp> ModelImporter::run(const onnx::ModelProto &model,
   }
   for (const onnx::TensorProto &t : graph.initializer())
     importer.addInitializer(&t);
+  for (const onnx::ValueInfoProto &input : graph.input())
+    importer.noteDimParams(input);
   for (const onnx::TensorProto *t : embedded) {
     bool isUnsigned = false;
     Type elem = elementTypeFor(&context_, t->data_type(), &isUnsigned);
@@ -269,6 +271,7 @@ OwningOpRef<ModuleOp> ModelImporter::run(const onnx::ModelProto &model,
   ConverterTable table;
   registerElementwiseConverters(table);
   registerMatMulConverters(table);
+  registerEinsumConverters(table);
   registerReductionConverters(table);
   registerShapeConverters(table);
   registerIndexingConverters(table);

@@ -59,32 +59,43 @@ FailureOr<Value> batchedMatmul(GraphImporter &g, Value a, Value b,
                                     ValueRange{init})
         .getResult(0);
   }
-  // Batch dims: broadcast of the leading dims.
+  // Batch dims: broadcast of the leading dims (see broadcastSize()).
   int64_t batchA = at.getRank() - 2, batchB = bt.getRank() - 2;
   int64_t batch = std::max(batchA, batchB);
-  SmallVector<Value> leadA, leadB;
-  // Broadcast shape of the batch dims, computed on the leading dims only.
   SmallVector<OpFoldResult> batchShape;
   for (int64_t d = 0; d < batch; ++d) {
     int64_t da = d - (batch - batchA), db = d - (batch - batchB);
-    int64_t sa = da >= 0 ? at.getDimSize(da) : 1;
-    int64_t sb = db >= 0 ? bt.getDimSize(db) : 1;
-    if (!ShapedType::isDynamic(sa) && !ShapedType::isDynamic(sb) && sa != 1 &&
-        sb != 1 && sa != sb)
-      return g.fail("batch dimensions do not broadcast: " +
-                    shapeString(at.getShape()) + " x " +
-                    shapeString(bt.getShape()));
-    if (!ShapedType::isDynamic(sa) && sa != 1)
-      batchShape.push_back(builder.getIndexAttr(sa));
-    else if (!ShapedType::isDynamic(sb) && sb != 1)
-      batchShape.push_back(builder.getIndexAttr(sb));
-    else if (ShapedType::isDynamic(sa))
-      batchShape.push_back(g.dim(a, da));
-    else if (ShapedType::isDynamic(sb))
-      batchShape.push_back(g.dim(b, db));
-    else
-      batchShape.push_back(builder.getIndexAttr(1));
+    SmallVector<GraphImporter::SizeRef> refs;
+    if (da >= 0)
+      refs.push_back({a, da});
+    if (db >= 0)
+      refs.push_back({b, db});
+    std::optional<OpFoldResult> size = g.broadcastSize(refs);
+    if (!size)
+      return g.fail(
+          "batch dimensions do not broadcast: " + shapeString(at.getShape()) +
+          " x " + shapeString(bt.getShape()));
+    batchShape.push_back(*size);
   }
+  // An operand whose dynamic batch dimension may be 1 when the model runs
+  // (not known to equal the broadcast size) is broadcast first.
+  auto broadcastBatch = [&](Value v, int64_t lead) {
+    auto type = cast<RankedTensorType>(v.getType());
+    ArrayRef<OpFoldResult> own = ArrayRef(batchShape).take_back(lead);
+    bool ambiguous = false;
+    for (int64_t i = 0; i < lead; ++i)
+      ambiguous |= type.isDynamicDim(i) && !g.sameSize(v, i, own[i]);
+    if (!ambiguous)
+      return v;
+    SmallVector<OpFoldResult> shape(own);
+    shape.push_back(g.dim(v, lead));
+    shape.push_back(g.dim(v, lead + 1));
+    return g.broadcastTo(v, shape);
+  };
+  a = broadcastBatch(a, batchA);
+  b = broadcastBatch(b, batchB);
+  at = cast<RankedTensorType>(a.getType());
+  bt = cast<RankedTensorType>(b.getType());
   // Loops: batch..., m, n, k.
   int64_t loops = batch + 3;
   auto dimE = [&](int64_t i) { return getAffineDimExpr(i, ctx); };

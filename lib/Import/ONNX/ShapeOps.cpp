@@ -406,6 +406,11 @@ LogicalResult convertSqueeze(GraphImporter &g) {
   int64_t rank = x->rank();
   SmallVector<bool> drop(rank, false);
   if (axes->empty()) {
+    // The result's rank depends on which dynamic dimensions are 1 when the
+    // model runs.
+    if (!x->type().hasStaticShape())
+      return g.fail("Squeeze without axes on a dynamic dimension (input " +
+                    shapeString(x->type().getShape()) + "): give axes");
     for (int64_t d = 0; d < rank; ++d)
       drop[d] = x->type().getDimSize(d) == 1;
   }
@@ -509,8 +514,10 @@ LogicalResult convertExpand(GraphImporter &g) {
                     ": dimension " + std::to_string(d) + " is " +
                     std::to_string(*xc) + ", the shape asks " +
                     std::to_string(*tc));
-    else
+    else if (xc || tc)
       dims.push_back(xc ? xs : ts);
+    else // both dynamic: either may be 1 when the model runs
+      dims.push_back(*g.broadcastSize(ArrayRef<OpFoldResult>{xs, ts}));
   }
   g.setOutput(0, g.broadcastTo(x->value, dims), x->isUnsigned);
   return success();

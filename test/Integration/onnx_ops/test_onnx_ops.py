@@ -125,8 +125,8 @@ def i64(*values):
 class Case:
     """One model: `nodes` over graph inputs `feeds` (name -> array),
     compared on `outputs`. `dynamic`: the inputs whose leading dimension is
-    the dim_param "N" (a set), or name -> one dim_param name or None
-    (static) per dimension (a dict). `inits`: initializers (name -> array).
+    the dim_param "N" (a set), or name -> one dim_param name, "?" (unknown,
+    no dim_param) or None (static) per dimension (a dict). `inits`: initializers (name -> array).
     `tol`: output name -> tolerance for float outputs (default by dtype)."""
 
     def __init__(self, name, nodes, feeds, outputs, opset=17, inits=None, dynamic=(),
@@ -139,6 +139,7 @@ class Case:
         self.inits = inits or {}
         self.dynamic = dynamic if isinstance(dynamic, dict) else {
             name: ["N"] + [None] * (np.ndim(self.feeds[name]) - 1) for name in dynamic}
+        # (a dim_param "?" stands for an unknown dimension without a name)
         self.tol = tol or {}
         self.path = None
 
@@ -148,7 +149,7 @@ class Case:
             shape = list(arr.shape)
             for d, param in enumerate(self.dynamic.get(name, [])):
                 if param is not None:
-                    shape[d] = param
+                    shape[d] = None if param == "?" else param
             inputs.append(helper.make_tensor_value_info(name, _NP_TO_TP[arr.dtype], shape))
         outputs = [helper.make_empty_tensor_value_info(n) for n in self.outputs]
         inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in self.inits.items()]
@@ -1140,6 +1141,196 @@ def _block_cases():
 _block_cases()
 
 
+#===-----------------------------------------------------------------------===#
+# Einsum
+#===-----------------------------------------------------------------------===#
+
+def _einsum_cases():
+    def ein(eq, ins, out):
+        return node("Einsum", ins, out, equation=eq)
+
+    # Products as models write them: matrix products in every layout (those
+    # of two 2-d operands become linalg.matmul), attention scores and
+    # values, MoE expert projections and their weighted sum.
+    g = rng(180)
+    case("einsum_f32", [
+        ein("ij,jk->ik", ["A", "B"], "matmul"),
+        ein("ik,jk->ij", ["A", "Bt"], "matmul_transposed_b"),
+        ein("ki,kj->ij", ["At", "B"], "matmul_transposed_a"),
+        ein("jk,ij->ki", ["B", "A"], "matmul_transposed_out"),
+        ein("ij,jk", ["A", "B"], "implicit_matmul"),
+        ein("bhqd,bhkd->bhqk", ["q", "k"], "attention_scores"),
+        ein("bhqk,bhkd->bhqd", ["p", "v"], "attention_values"),
+        ein("btd,edh->bteh", ["x", "w"], "expert_projection"),
+        ein("bte,bteh->bth", ["r", "y"], "expert_weighted_sum"),
+        ein("bij->bji", ["T"], "transpose"),
+        ein("ij->", ["A"], "sum_all"),
+        ein("ij->j", ["A"], "sum_rows"),
+        ein("bij,bjk->", ["T", "U"], "contract_everything"),
+        ein("ij,jk,kl->il", ["A", "B", "C"], "three_operands"),
+        ein("i,j,k->ijk", ["u", "u2", "u3"], "outer_product"),
+        ein("bi,bi,bi->b", ["M", "M", "M"], "repeated_operand"),
+        ein("ij,ij->ij", ["A", "A"], "hadamard"),
+        ein("ba", ["A"], "implicit_transpose"),
+        ein("ij,ji", ["A", "At"], "implicit_trace_of_product"),
+        ein("aB,Bc->ac", ["A", "B"], "mixed_case"),
+        ein("i,->i", ["u", "s"], "scalar_operand"),
+    ], {"A": f32(g, 3, 4), "B": f32(g, 4, 5), "Bt": f32(g, 5, 4), "At": f32(g, 4, 3),
+        "C": f32(g, 5, 2), "q": f32(g, 2, 3, 4, 8), "k": f32(g, 2, 3, 6, 8),
+        "p": f32(g, 2, 3, 4, 6), "v": f32(g, 2, 3, 6, 8), "x": f32(g, 2, 5, 6),
+        "w": f32(g, 3, 6, 4), "r": f32(g, 2, 5, 3), "y": f32(g, 2, 5, 3, 4),
+        "T": f32(g, 2, 3, 4), "U": f32(g, 2, 4, 3), "u": f32(g, 3), "u2": f32(g, 2),
+        "u3": f32(g, 4), "M": f32(g, 6, 3), "s": np.array(1.5, np.float32)},
+        ["matmul", "matmul_transposed_b", "matmul_transposed_a", "matmul_transposed_out",
+         "implicit_matmul", "attention_scores", "attention_values", "expert_projection",
+         "expert_weighted_sum", "transpose", "sum_all", "sum_rows", "contract_everything",
+         "three_operands", "outer_product", "repeated_operand", "hadamard",
+         "implicit_transpose", "implicit_trace_of_product", "mixed_case", "scalar_operand"],
+        opset=13)
+
+    # Dynamic batch, sequence and head dimensions (one dim_param each).
+    g = rng(181)
+    case("einsum_dynamic", [
+        ein("bhqd,bhkd->bhqk", ["q", "k"], "attention_scores"),
+        ein("bhqk,bhkd->bhqd", ["p", "v"], "attention_values"),
+        ein("btd,edh->bteh", ["x", "w"], "expert_projection"),
+        ein("td,ed->te", ["h", "wr"], "router_x_wt"),
+        ein("bte,bteh->bth", ["r", "y"], "expert_weighted_sum"),
+        ein("...d,...d->...", ["h", "h"], "ellipsis_dot"),
+        ein("b...,b...->...b", ["x", "x"], "ellipsis_trailing"),
+    ], {"q": f32(g, 2, 3, 4, 8), "k": f32(g, 2, 3, 6, 8), "p": f32(g, 2, 3, 4, 6),
+        "v": f32(g, 2, 3, 6, 8), "x": f32(g, 2, 5, 6), "w": f32(g, 3, 6, 4),
+        "h": f32(g, 5, 6), "wr": f32(g, 3, 6), "r": f32(g, 2, 5, 3), "y": f32(g, 2, 5, 3, 4)},
+        ["attention_scores", "attention_values", "expert_projection", "router_x_wt",
+         "expert_weighted_sum", "ellipsis_dot", "ellipsis_trailing"],
+        opset=17, dynamic={"q": ["B", "H", "Q", None], "k": ["B", "H", "K", None],
+                           "p": ["B", "H", "Q", "K"], "v": ["B", "H", "K", None],
+                           "x": ["B", "T", None], "w": ["E", None, None],
+                           "h": ["T", None], "wr": ["E", None],
+                           "r": ["B", "T", "E"], "y": ["B", "T", "E", None]})
+
+    # "..." with broadcasting, diagonals, sums over a subscript of one
+    # operand, subscripts of size 1 that broadcast.
+    g = rng(182)
+    case("einsum_ellipsis_diagonal_broadcast", [
+        ein("...ij,...jk->...ik", ["e1", "e2"], "ellipsis_batched_matmul"),
+        ein("...ij->...ji", ["e1"], "ellipsis_transpose"),
+        ein("i...j,j...k->...ik", ["m1", "m2"], "ellipsis_middle"),
+        ein("ij...,jk...->ik", ["A", "B"], "empty_ellipsis"),
+        ein("ii->i", ["S"], "diagonal"),
+        ein("ii", ["S"], "trace"),
+        ein("bii->b", ["D"], "batched_trace"),
+        ein("iij->j", ["D2"], "diagonal_summed"),
+        ein("iji->ij", ["D3"], "diagonal_kept"),
+        ein("ij,jk->ik", ["A1", "B"], "broadcast_contracted_subscript"),
+        ein("ij,ij->ij", ["c1", "A"], "broadcast_output_subscript"),
+        ein("bij,bjk->bik", ["b1", "T"], "broadcast_batch_subscript"),
+        ein("ijk->ik", ["T"], "sum_middle"),
+    ], {"e1": f32(g, 2, 1, 3, 4), "e2": f32(g, 1, 5, 4, 2), "m1": f32(g, 3, 2, 4),
+        "m2": f32(g, 4, 2, 5), "A": f32(g, 3, 4), "B": f32(g, 4, 5), "S": f32(g, 4, 4),
+        "D": f32(g, 2, 3, 3), "D2": f32(g, 3, 3, 2), "D3": f32(g, 3, 2, 3),
+        "A1": f32(g, 3, 1), "c1": f32(g, 3, 1), "b1": f32(g, 1, 3, 3), "T": f32(g, 2, 3, 4)},
+        ["ellipsis_batched_matmul", "ellipsis_transpose", "ellipsis_middle", "empty_ellipsis",
+         "diagonal", "trace", "batched_trace", "diagonal_summed", "diagonal_kept",
+         "broadcast_contracted_subscript", "broadcast_output_subscript",
+         "broadcast_batch_subscript", "sum_middle"], opset=17)
+
+    # f16 (accumulated in f32, rounded once) and integers.
+    g = rng(183)
+    case("einsum_f16_int", [
+        ein("ij,jk->ik", ["a", "b"], "matmul_f16"),
+        ein("ik,jk->ij", ["a", "bt"], "matmul_transposed_b_f16"),
+        ein("bhqd,bhkd->bhqk", ["q", "k"], "attention_scores_f16"),
+        ein("ij->j", ["a"], "sum_rows_f16"),
+        ein("ij,jk->ik", ["i", "j"], "matmul_i32"),
+        ein("bij,bjk->bik", ["l", "m"], "batched_i64"),
+        ein("ij->i", ["l2"], "sum_i64"),
+    ], {"a": f32(g, 3, 8).astype(np.float16), "b": f32(g, 8, 5).astype(np.float16),
+        "bt": f32(g, 5, 8).astype(np.float16), "q": f32(g, 2, 2, 3, 8).astype(np.float16),
+        "k": f32(g, 2, 2, 4, 8).astype(np.float16),
+        "i": g.integers(-9, 9, (3, 4)).astype(np.int32),
+        "j": g.integers(-9, 9, (4, 2)).astype(np.int32),
+        "l": g.integers(-9, 9, (2, 3, 4)).astype(np.int64),
+        "m": g.integers(-9, 9, (2, 4, 5)).astype(np.int64),
+        "l2": g.integers(-9, 9, (3, 4)).astype(np.int64)},
+        ["matmul_f16", "matmul_transposed_b_f16", "attention_scores_f16", "sum_rows_f16",
+         "matmul_i32", "batched_i64", "sum_i64"], opset=17, dynamic={"a", "q", "k", "l"})
+
+
+_einsum_cases()
+
+
+#===-----------------------------------------------------------------------===#
+# Broadcasting dynamic dimensions that are 1 when the model runs
+#===-----------------------------------------------------------------------===#
+
+def _runtime_broadcast_cases():
+    # Each pair: two dimensions the importer cannot prove equal (different
+    # dim_params, no dim_param, or dynamic against static), one of which is
+    # 1 at run time: numpy broadcasting must happen then.
+    g = rng(190)
+    case("broadcast_dynamic_size_one", [
+        node("Add", ["a1", "bn"], "dyn1_plus_dynN"),
+        node("Sub", ["bn", "a1"], "dynN_minus_dyn1"),
+        node("Mul", ["c1", "sN"], "dyn1_times_staticN"),
+        node("Div", ["sN", "c1"], "staticN_over_dyn1"),
+        node("Add", ["u1", "bn"], "unknown1_plus_dynN"),
+        node("Add", ["bn", "u1"], "dynN_plus_unknown1"),
+        node("Add", ["bn", "eq"], "equal_dynamic"),
+        node("Add", ["bn", "bn2"], "same_dim_param"),
+        node("Mul", ["a1", "r4"], "dyn1_times_lower_rank"),
+        node("Add", ["a1", "col"], "dyn1_plus_dyn_column"),
+        node("Where", ["cond", "a1", "bn"], "where_three_dynamic"),
+        node("Max", ["a1", "bn", "u1"], "max_three_dynamic"),
+        node("Equal", ["i1", "iN"], "equal_int_dyn1"),
+    ], {"a1": f32(g, 1, 4), "bn": f32(g, 3, 4), "c1": f32(g, 1, 4),
+        "sN": away_from_zero(g, (3, 4)), "u1": f32(g, 1, 4), "eq": f32(g, 3, 4),
+        "bn2": f32(g, 3, 4), "r4": f32(g, 4), "col": f32(g, 3, 1),
+        "cond": g.integers(0, 2, (3, 1)).astype(np.bool_),
+        "i1": g.integers(0, 3, (1, 5)).astype(np.int64),
+        "iN": g.integers(0, 3, (2, 5)).astype(np.int64)},
+        ["dyn1_plus_dynN", "dynN_minus_dyn1", "dyn1_times_staticN", "staticN_over_dyn1",
+         "unknown1_plus_dynN", "dynN_plus_unknown1", "equal_dynamic", "same_dim_param",
+         "dyn1_times_lower_rank", "dyn1_plus_dyn_column", "where_three_dynamic",
+         "max_three_dynamic", "equal_int_dyn1"],
+        opset=17, dynamic={"a1": ["A", None], "bn": ["B", None], "c1": ["C", None],
+                           "u1": ["?", None], "eq": ["E", None], "bn2": ["B", None],
+                           "col": ["D", None], "cond": ["F", None],
+                           "i1": ["I", None], "iN": ["J", None]})
+
+    # Both dimensions dynamic, the size 1 on either side, in every position
+    # of a 3-d broadcast.
+    g = rng(191)
+    case("broadcast_dynamic_3d", [
+        node("Add", ["x", "y"], "x_plus_y"), node("Mul", ["y", "x"], "y_times_x"),
+        node("Sub", ["x", "z"], "x_minus_z"),
+    ], {"x": f32(g, 2, 1, 4), "y": f32(g, 1, 3, 4), "z": f32(g, 2, 3, 1)},
+        ["x_plus_y", "y_times_x", "x_minus_z"], opset=17,
+        dynamic={"x": ["X0", "X1", "X2"], "y": ["Y0", "Y1", "Y2"], "z": ["?", "?", "?"]})
+
+    # Other operators that broadcast: Expand to a shape computed at run time,
+    # MatMul's batch dimensions, Einsum's subscripts, and f16.
+    g = rng(192)
+    case("broadcast_dynamic_ops", [
+        node("Shape", ["t1"], "t1_shape"), node("Expand", ["xn", "t1_shape"], "expand_keeps_n"),
+        node("Shape", ["xn"], "xn_shape"), node("Expand", ["t1", "xn_shape"], "expand_ones"),
+        node("MatMul", ["ma", "mb"], "matmul_batch_one_left"),
+        node("MatMul", ["mb2", "ma2"], "matmul_batch_one_right"),
+        node("Einsum", ["ma", "mb"], "einsum_batch_one", equation="bij,bjk->bik"),
+        node("Add", ["h1", "hn"], "add_f16"),
+    ], {"t1": f32(g, 1, 4), "xn": f32(g, 3, 4), "ma": f32(g, 1, 2, 3), "mb": f32(g, 5, 3, 4),
+        "mb2": f32(g, 5, 2, 3), "ma2": f32(g, 1, 3, 4),
+        "h1": f32(g, 1, 6).astype(np.float16), "hn": f32(g, 4, 6).astype(np.float16)},
+        ["expand_keeps_n", "expand_ones", "matmul_batch_one_left", "matmul_batch_one_right",
+         "einsum_batch_one", "add_f16"], opset=17,
+        dynamic={"t1": ["P", None], "xn": ["Q", None], "ma": ["M", None, None],
+                 "mb": ["N", None, None], "mb2": ["N2", None, None],
+                 "ma2": ["M2", None, None], "h1": ["H1", None], "hn": ["H2", None]})
+
+
+_runtime_broadcast_cases()
+
+
 def _initializer_cases():
     # Initializers over 256 elements are not embedded: moe-run binds them
     # from the .onnx file at run time.
@@ -1348,6 +1539,7 @@ def data_dependent_model(op_nodes, name):
         [helper.make_tensor_value_info("x", TP.FLOAT, [2, 2])], [name])
 
 
+# (id, model builder, feeds, patterns the one-line error must contain)
 ERRORS = [
     ("constant_of_shape_data_dependent",
      lambda: data_dependent_model([node("ConstantOfShape", ["shape"], "y", name="cos")], "y"),
@@ -1384,7 +1576,38 @@ ERRORS = [
                          [helper.make_tensor_value_info("x", TP.FLOAT, [4])], ["y"], opset=20),
      {"x": np.ones(4, np.float32)}, ["'gelu'", "Gelu", "approximate"]),
 
-    # (id, model builder, feeds, patterns the one-line error must contain)
+    ("squeeze_no_axes_dynamic",
+     lambda: error_model([node("Squeeze", ["x"], "y", name="sq")],
+                         [helper.make_tensor_value_info("x", TP.FLOAT, ["N", 1, 4])], ["y"]),
+     {"x": np.ones((1, 1, 4), np.float32)}, ["'sq'", "Squeeze", "dynamic", "give axes"]),
+] + [
+    (f"einsum_{name}",
+     (lambda eq=eq, shapes=shapes, attrs=attrs: error_model(
+         [node("Einsum", [f"x{i}" for i in range(len(shapes))], "y", name="ein",
+               **({"equation": eq} if eq is not None else {}), **attrs)],
+         [helper.make_tensor_value_info(f"x{i}", TP.FLOAT, s) for i, s in enumerate(shapes)],
+         ["y"])),
+     {f"x{i}": np.ones(s, np.float32) for i, s in enumerate(shapes)},
+     ["'ein'", "Einsum"] + patterns)
+    for name, eq, shapes, attrs, patterns in [
+        ("too_few_inputs", "ij,jk->ik", [(2, 3)], {}, ["2 input terms for 1 input"]),
+        ("too_many_inputs", "ij->ji", [(2, 3), (3, 2)], {}, ["1 input term for 2 inputs"]),
+        ("rank_mismatch", "ijk,jk->ik", [(2, 3), (3, 4)], {}, ["'ijk'", "input 0", "[2, 3]"]),
+        ("rank_too_small_for_ellipsis", "...ijk->k", [(2, 3)], {}, ["'...ijk'", "input 0"]),
+        ("size_conflict", "ij,jk->ik", [(2, 3), (4, 5)], {},
+         ["subscript 'j'", "3 in input 0", "4 in input 1"]),
+        ("ellipsis_conflict", "...i,...i->...", [(2, 3), (4, 3)], {},
+         ["'...' dimension 0", "2 in input 0", "4 in input 1"]),
+        ("diagonal_sizes_differ", "ii->i", [(2, 3)], {}, ["subscript 'i'", "2 and 3"]),
+        ("invalid_character", "i1,1j->ij", [(2, 3), (3, 2)], {}, ["invalid character '1'"]),
+        ("two_dots", "..i->i", [(2, 3)], {}, ["three dots"]),
+        ("output_not_in_inputs", "ij->k", [(2, 3)], {}, ["output subscript 'k'", "no input"]),
+        ("output_repeated", "ij->ii", [(2, 2)], {}, ["output subscript 'i'", "repeated"]),
+        ("ellipsis_dropped", "...ij->ij", [(4, 2, 3)], {}, ["'...'", "output"]),
+        ("two_arrows", "ij->j->j", [(2, 3)], {}, ["'->'"]),
+        ("no_equation", None, [(2, 3)], {}, ["equation"]),
+    ]
+] + [
     ("loop", loop_model, {"x": np.ones(2, np.float32)}, ["'the_loop'", "Loop"]),
     ("unknown_op", unknown_op_model, {"x": np.ones(2, np.float32)},
      ["'frob'", "FrobnicateTensor"]),
@@ -1415,6 +1638,95 @@ def test_error(name, build, feeds, patterns, tmp_path):
     assert imp.returncode > 0, f"moe-import exit {imp.returncode}: {imp.stderr}"
     imp_lines = [ln for ln in imp.stderr.splitlines() if ln.strip()]
     assert len(imp_lines) == 1 and all(p in imp_lines[0] for p in patterns), imp.stderr
+
+
+#===-----------------------------------------------------------------------===#
+# What the importer emits for broadcasting and Einsum
+#===-----------------------------------------------------------------------===#
+
+def moe_import(model, tmp_path):
+    check_tool(MOE_IMPORT, "moe-import")
+    out = str(tmp_path / (os.path.basename(model) + ".mlir"))
+    proc = subprocess.run([MOE_IMPORT, model, "-o", out], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    with open(out) as f:
+        return f.read()
+
+
+def test_broadcast_known_equal_sizes_stay_affine(tmp_path):
+    """Dynamic sizes known to be equal (one dim_param, or one value's
+    dimension through the ops between) broadcast through affine maps only;
+    sizes that may differ are read at a clamped index."""
+    fast = Case("broadcast_fast", [
+        node("Add", ["x", "y"], "same_dim_param"),
+        node("Relu", ["x"], "r"), node("Mul", ["x", "r"], "same_value"),
+        node("Softmax", ["x"], "softmax"),
+        node("ReduceMean", ["x"], "m", axes=[-1]), node("Sub", ["x", "m"], "centered"),
+        node("MatMul", ["x3", "w3"], "batched_same_dim_param"),
+        node("Einsum", ["x3", "w3"], "einsum_same_dim_param", equation="bij,bjk->bik"),
+        # B·T computed three ways (Reshape to [-1, 4] twice, Flatten).
+        const("m14", i64(-1, 4)), node("Reshape", ["x3", "m14"], "flat"),
+        node("Relu", ["x3"], "r3"), node("Reshape", ["r3", "m14"], "flat2"),
+        node("Flatten", ["x3"], "flat3", axis=2),
+        node("Add", ["flat", "flat2"], "flattened_twice"),
+        node("Mul", ["flat2", "flat3"], "flatten_and_reshape"),
+    ], {"x": f32(rng(0), 3, 4), "y": f32(rng(1), 3, 4), "x3": f32(rng(2), 2, 3, 4),
+        "w3": f32(rng(3), 2, 4, 5)},
+        ["same_dim_param", "same_value", "softmax", "centered", "batched_same_dim_param",
+         "einsum_same_dim_param", "flattened_twice", "flatten_and_reshape"],
+        dynamic={"x": ["N", None], "y": ["N", None], "x3": ["B", "T", None],
+                 "w3": ["B", None, None]})
+    text = moe_import(fast.save(str(tmp_path)), tmp_path)
+    for op in ("tensor.extract ", "arith.minui", "arith.maxui"):
+        assert op not in text, f"{op} in the import of sizes known to be equal:\n{text}"
+    slow = Case("broadcast_runtime", [node("Add", ["x", "z"], "different_dim_params")],
+                {"x": f32(rng(0), 3, 4), "z": f32(rng(1), 3, 4)}, ["different_dim_params"],
+                dynamic={"x": ["N", None], "z": ["M", None]})
+    text = moe_import(slow.save(str(tmp_path)), tmp_path)
+    for op in ("tensor.extract ", "arith.minui", "arith.maxui"):
+        assert op in text, f"no {op} in the import of sizes that may differ:\n{text}"
+
+
+def test_einsum_matrix_products_are_matmuls(tmp_path):
+    """Two 2-d operands with one summed subscript become linalg.matmul (the
+    x·Wᵀ layout with the maps the vectorized kernel takes); other equations
+    one linalg.generic."""
+    c = Case("einsum_forms", [
+        node("Einsum", ["a", "wt"], "xwt", equation="td,ed->te"),
+    ], {"a": f32(rng(0), 3, 4), "wt": f32(rng(1), 5, 4)}, ["xwt"], dynamic={"a"})
+    text = moe_import(c.save(str(tmp_path)), tmp_path)
+    assert "linalg.matmul" in text and "linalg.generic" not in text, text
+    assert re.search(r"affine_map<\(d0, d1, d2\) -> \(d1, d2\)>", text), text
+    c = Case("einsum_generic", [
+        node("Einsum", ["q", "k"], "s", equation="bhqd,bhkd->bhqk"),
+    ], {"q": f32(rng(0), 2, 3, 4, 8), "k": f32(rng(1), 2, 3, 6, 8)}, ["s"])
+    text = moe_import(c.save(str(tmp_path)), tmp_path)
+    assert text.count("linalg.generic") == 1 and "linalg.matmul" not in text, text
+    assert '"parallel", "parallel", "parallel", "parallel", "reduction"' in text, text
+
+
+# Equations ONNX Runtime does not take (an implicit output with upper-case
+# subscripts, "..." of different ranks): compared with numpy.einsum.
+NUMPY_EINSUM = [
+    ("aB,c", [(2, 3), (4,)]),
+    ("Ab,bC", [(2, 3), (3, 4)]),
+    ("...i,...i->...", [(2, 1, 3), (4, 3)]),
+    ("...ij,jk", [(2, 2, 3), (3, 4)]),
+    ("i...,i...->i...", [(2, 3), (2, 4, 3)]),
+]
+
+
+@pytest.mark.parametrize("eq,shapes", NUMPY_EINSUM, ids=[e[0] for e in NUMPY_EINSUM])
+def test_einsum_against_numpy(eq, shapes, tmp_path):
+    g = rng(200)
+    feeds = {f"x{i}": f32(g, *s) for i, s in enumerate(shapes)}
+    c = Case("einsum_numpy", [node("Einsum", list(feeds), "y", equation=eq)], feeds, ["y"])
+    proc, ours = moe_run(c.save(str(tmp_path)), feeds, str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    want = np.einsum(eq, *feeds.values())
+    assert ours["y"].shape == want.shape, (ours["y"].shape, want.shape)
+    assert np.max(np.abs(ours["y"] - want), initial=0) <= 1e-5 * max(np.max(np.abs(want)), 1)
 
 
 #===-----------------------------------------------------------------------===#
