@@ -38,6 +38,26 @@ else()
   _moe_dep(PYTHON OFF "no python3 interpreter found")
 endif()
 
+# The Python module moe_mlir (python-bindings/): pybind11's CMake package
+# (Debian's pybind11-dev) and the interpreter's headers (python3-dev).
+option(MOE_MLIR_ENABLE_PYTHON_BINDINGS
+  "Build the moe_mlir Python module when pybind11 and the Python headers are found" ON)
+if(NOT MOE_MLIR_ENABLE_PYTHON_BINDINGS)
+  _moe_dep(PYTHON_BINDINGS OFF "disabled (-DMOE_MLIR_ENABLE_PYTHON_BINDINGS=OFF)")
+elseif(NOT Python3_FOUND)
+  _moe_dep(PYTHON_BINDINGS OFF "needs python3; the moe_mlir module is left out")
+else()
+  find_package(Python3 COMPONENTS Interpreter Development.Module)
+  find_package(pybind11 CONFIG QUIET)
+  if(NOT TARGET Python3::Module)
+    _moe_dep(PYTHON_BINDINGS OFF "no Python headers (python3-dev); the moe_mlir module is left out")
+  elseif(NOT pybind11_FOUND)
+    _moe_dep(PYTHON_BINDINGS OFF "pybind11 not found (pybind11-dev); the moe_mlir module is left out")
+  else()
+    _moe_dep(PYTHON_BINDINGS ON "pybind11 ${pybind11_VERSION}, Python ${Python3_VERSION} headers")
+  endif()
+endif()
+
 # CUDA toolkit (compile and link only; running needs a GPU and a driver).
 set(_cuda_root "${MOE_MLIR_CUDA_ROOT}")
 if(NOT _cuda_root)

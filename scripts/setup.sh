@@ -15,7 +15,8 @@ REQUIRED_PACKAGES=(
   python3 python3-numpy python3-pytest python3-torch python3-onnx
   # OpenBLAS for PyTorch (the reference runs faster; the benchmark peer).
   libopenblas0-pthread
-  pybind11-dev python3-pybind11
+  # The moe_mlir Python module (python-bindings/): pybind11 and the headers.
+  pybind11-dev python3-pybind11 python3-dev
   # ONNX importer.
   libonnx-dev libprotobuf-dev protobuf-compiler
   # Expert-parallel runtime (MPI backend).

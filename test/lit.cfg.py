@@ -19,6 +19,8 @@ config.substitutions.append(("%PATH%", config.environment["PATH"]))
 config.substitutions.append(("%moe_src", config.moe_mlir_src_root))
 config.substitutions.append(("%moe_obj", config.moe_mlir_obj_root))
 config.substitutions.append(("%python", config.python_executable))
+# Where the moe_mlir Python package is in the build tree (PYTHONPATH).
+config.substitutions.append(("%moe_python_packages", config.moe_mlir_python_packages))
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
@@ -33,6 +35,7 @@ tools = [
     ToolSubst("moe-safetensors-unittests", unresolved="fatal"),
     ToolSubst("moe-weights-unittests", unresolved="fatal"),
     ToolSubst("moe-onnx-file-unittests", unresolved="fatal"),
+    ToolSubst("moe-capi-test", unresolved="fatal"),
     # Built only with libFuzzer support (tests that use them REQUIRE it).
     ToolSubst("moe-json-fuzz", unresolved="ignore"),
     ToolSubst("moe-safetensors-fuzz", unresolved="ignore"),
@@ -51,6 +54,8 @@ for feature, present in [
     ("torch", config.moe_mlir_have_torch),
     ("onnxruntime", config.moe_mlir_have_ort),
     ("libfuzzer", config.moe_mlir_have_libfuzzer),
+    # The moe_mlir Python module (pybind11-dev and python3-dev found).
+    ("python-bindings", config.moe_mlir_have_python_bindings),
 ]:
     if present:
         config.available_features.add(feature)

@@ -19,6 +19,7 @@
 #include "llvm/ADT/StringSet.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Program.h"
@@ -170,9 +171,52 @@ struct PassObserver : PassInstrumentation {
 };
 } // namespace
 
+/// Whether `cpu` ("native": the host) has the LLVM subtarget feature
+/// `feature`.
+static FailureOr<bool> cpuHasFeature(StringRef cpu, StringRef feature,
+                                     std::string &error) {
+  if (cpu == "native") {
+    llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+    auto it = features.find(feature);
+    return it != features.end() && it->second;
+  }
+  llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
+  const llvm::Target *target = llvm::TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    return failure();
+  std::unique_ptr<llvm::MCSubtargetInfo> info(
+      target->createMCSubtargetInfo(triple, cpu, ""));
+  if (!info || !info->isCPUStringValid(cpu)) {
+    error = "unknown CPU '" + cpu.str() + "' for " + triple.str();
+    return failure();
+  }
+  return info->checkFeatures(("+" + feature).str());
+}
+
+FailureOr<ContractionOptions>
+cpuContractionOptions(StringRef cpu, StringRef bf16Dot, std::string &error) {
+  if (bf16Dot != "auto" && bf16Dot != "on" && bf16Dot != "off") {
+    error = "bf16 dot products: expected auto, on or off, got '" +
+            bf16Dot.str() + "'";
+    return failure();
+  }
+  FailureOr<bool> has = cpuHasFeature(cpu, "avx512bf16", error);
+  if (failed(has))
+    return failure();
+  if (bf16Dot == "on" && !*has) {
+    error = "bf16 dot products: CPU '" +
+            (cpu == "native" ? llvm::sys::getHostCPUName().str() : cpu.str()) +
+            "' has no avx512bf16";
+    return failure();
+  }
+  ContractionOptions options;
+  options.bf16DotProducts = bf16Dot == "on" || (bf16Dot == "auto" && *has);
+  return options;
+}
+
 LogicalResult lowerForCpu(ModuleOp module, const LowerOptions &options) {
   PassManager pm(module.getContext(), ModuleOp::getOperationName());
-  if (failed(buildCpuPipeline(pm)))
+  if (failed(buildCpuPipeline(pm, options.contraction)))
     return module.emitError("internal error: the CPU pipeline does not parse");
   if (options.beforePass)
     pm.addInstrumentation(std::make_unique<PassObserver>(options.beforePass));

@@ -14,6 +14,20 @@ MOE_RUN = os.environ.get("MOE_RUN", "moe-run")
 MOE_COMPILE = os.environ.get("MOE_COMPILE", "moe-compile")
 
 
+def host_has_avx512_bf16():
+    """Whether this CPU has AVX512-BF16 (where moe-run and moe-compile use
+    bf16 dot products for bf16 weights by default, --bf16-dot=auto)."""
+    try:
+        with open("/proc/cpuinfo") as stream:
+            return any(line.startswith("flags") and " avx512_bf16" in line
+                       for line in stream)
+    except OSError:
+        return False
+
+
+HOST_BF16 = host_has_avx512_bf16()
+
+
 def tensor_type(shape, dtype):
     dims = "x".join("?" if d is None else str(d) for d in shape)
     return f"tensor<{dims}x{dtype}>" if dims else f"tensor<{dtype}>"
@@ -51,21 +65,25 @@ class Function:
         return "\n".join(lines) + "\n"
 
 
-def run(fn, inputs, extra_args=(), aot=False):
+def run(fn, inputs, extra_args=(), aot=False, bf16_dot=None):
     """Runs `fn` with moe-run (JIT, or compiled ahead of time by moe-compile
-    when `aot`); returns {result name: array}."""
+    when `aot`); returns {result name: array}. `bf16_dot` ("auto", "on",
+    "off"; None: the tools' default, auto) is passed as --bf16-dot to the
+    tool that compiles."""
+    dot = [f"--bf16-dot={bf16_dot}"] if bf16_dot else []
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "model.mlir")
         with open(model, "w") as f:
             f.write(fn.text())
         if aot:
             library = os.path.join(tmp, "model.so")
-            proc = subprocess.run([MOE_COMPILE, model, "-o", library],
+            proc = subprocess.run([MOE_COMPILE, model, "-o", library, *dot],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 raise AssertionError(f"moe-compile failed:\n{proc.stderr}\n{fn.text()}")
             model = library
-        cmd = [MOE_RUN, model, "--output-dir", tmp, *extra_args]
+            dot = []
+        cmd = [MOE_RUN, model, "--output-dir", tmp, *dot, *extra_args]
         for name, value in inputs.items():
             path = os.path.join(tmp, f"in_{name}.npy")
             np.save(path, value)

@@ -381,7 +381,9 @@ def test_low_precision_weights_f32_activations(wdtype, qk_norm):
     x = rand(g, 4, H)
     kc, vc = cache_of(g, "gqa2", 3)
     f = build(w, "gqa2", 4, 3, wdtype=wdtype, rope_theta=1e6)
-    got = run(f, inputs_of(w, x, kc, vc))
+    # Exact products of the f32 activations and the rounded weights (bf16
+    # dot products are checked on whole models in test_hf_models.py).
+    got = run(f, inputs_of(w, x, kc, vc), bf16_dot="off")
     check(got, reference(w, "gqa2", x, kc, vc, rope_theta=1e6), F32_RTOL,
           f"{wdtype} weights")
 

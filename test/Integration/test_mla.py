@@ -254,7 +254,9 @@ def test_bf16_weights_f32_activations(q_lora):
     x = rand(g, 4, H)
     ckv, kr = cache_of(g, 3)
     f = build(w, 4, 3, interleave=True, wdtype="bf16")
-    got = run(f, inputs_of(w, x, ckv, kr))
+    # Exact products (bf16 dot products are checked on whole models in
+    # test_hf_models.py).
+    got = run(f, inputs_of(w, x, ckv, kr), bf16_dot="off")
     check(got, reference(w, x, ckv, kr, interleave=True), F32_RTOL, "bf16 weights")
 
 

@@ -15,7 +15,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "reference"))
 import moe_reference as R  # noqa: E402
-from moe_harness import Function, assert_close, attr_dict, run, tensor_type  # noqa: E402
+from moe_harness import (HOST_BF16, Function, assert_close, attr_dict, run,  # noqa: E402
+                         tensor_type)
 
 F32_RTOL = 1e-5
 BF16_RTOL = 1e-2
@@ -384,15 +385,39 @@ def test_mixtral_layer_matches_hf(T, dynamic):
 
 
 def test_mixtral_layer_bf16_weights():
-    # f32 activations, bf16 weights: the reference uses the same rounded
-    # weights, so only f32 accumulation differs.
+    # f32 activations, bf16 weights, exact products (--bf16-dot=off): the
+    # reference uses the same rounded weights, so only f32 accumulation
+    # differs.
     g = rng(21)
     T, H, E, I, k = 9, 16, 8, 32, 2
     inputs = mixtral_inputs(g, T, H, E, I, wround="bf16")
-    got = run(mixtral_layer(T, H, E, I, k, wdtype="bf16"), inputs)["out"]
+    got = run(mixtral_layer(T, H, E, I, k, wdtype="bf16"), inputs,
+              bf16_dot="off")["out"]
     ref = R.hf_mixtral_block(inputs["x"], inputs["gate"], inputs["w1"],
                              inputs["w2"], inputs["w3"], k)
     assert_close(got, ref, F32_RTOL, "mixtral bf16 weights")
+
+
+@pytest.mark.skipif(not HOST_BF16, reason="this CPU has no AVX512-BF16")
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("aot", [False, True])
+def test_mixtral_layer_bf16_dot_products(dynamic, aot):
+    # --bf16-dot=on: every expert projection with a reduction size that is a
+    # multiple of 32 (here all: H = 64, I = 96) rounds its f32 input rows to
+    # bf16 and accumulates exact bf16 products in f32; the reference rounds
+    # at the same points.
+    g = rng(23 + dynamic)
+    T, H, E, I, k = 11, 64, 8, 96, 2
+    inputs = mixtral_inputs(g, T, H, E, I, wround="bf16")
+    got = run(mixtral_layer(T, H, E, I, k, wdtype="bf16", dynamic=dynamic),
+              inputs, aot=aot, bf16_dot="on")["out"]
+    ref = R.hf_mixtral_block(inputs["x"], inputs["gate"], inputs["w1"],
+                             inputs["w2"], inputs["w3"], k, bf16_dot=True)
+    assert_close(got, ref, F32_RTOL, "mixtral bf16 dot products")
+    exact = R.hf_mixtral_block(inputs["x"], inputs["gate"], inputs["w1"],
+                               inputs["w2"], inputs["w3"], k)
+    # The rounding is real: the exact-product reference is further away.
+    assert np.abs(got - exact).max() > 10 * F32_RTOL * np.abs(exact).max()
 
 
 def test_mixtral_layer_bf16_everything():
@@ -550,8 +575,10 @@ def test_ahead_of_time_library_matches_jit_bitwise():
     jit = run(fn, inputs)["out"]
     aot = run(fn, inputs, aot=True)["out"]
     assert jit.tobytes() == aot.tobytes()
+    # Both use the default (--bf16-dot=auto): dot products where the host has
+    # AVX512-BF16 (the down projection, I = 32), exact products elsewhere.
     ref = R.hf_mixtral_block(inputs["x"], inputs["gate"], inputs["w1"],
-                             inputs["w2"], inputs["w3"], k)
+                             inputs["w2"], inputs["w3"], k, bf16_dot=HOST_BF16)
     assert_close(aot, ref, F32_RTOL, "mixtral from the shared library")
 
 

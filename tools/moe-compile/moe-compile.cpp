@@ -3,7 +3,8 @@
 // Part of moe-mlir.
 //
 // moe-compile MODEL.mlir|CHECKPOINT_DIR|MODEL.onnx -o model.so [--header model.h]
-//             [--entry NAME] [--cpu native|NAME] [--emit so|obj|llvm-dialect]
+//             [--entry NAME] [--cpu native|NAME] [--bf16-dot auto|on|off]
+//             [--emit so|obj|llvm-dialect]
 //             [--shape-only] [--time-stages]
 //
 // A Hugging Face checkpoint directory or an ONNX file is imported first
@@ -70,6 +71,12 @@ static cl::opt<std::string>
     cpu("cpu", cl::desc("Target CPU: native (the host, default) or an LLVM "
                         "CPU name such as x86-64-v3"),
         cl::init("native"));
+static cl::opt<std::string> bf16Dot(
+    "bf16-dot",
+    cl::desc("bf16 weights: round the activations to bf16 and use AVX512-BF16 "
+             "dot products with f32 accumulation: auto (where the CPU has "
+             "avx512bf16, default), on or off (exact f32 products)"),
+    cl::init("auto"));
 enum class Emit { SharedLibrary, Object, LLVMDialect };
 static cl::opt<Emit> emit(
     "emit", cl::desc("What to write"), cl::init(Emit::SharedLibrary),
@@ -147,6 +154,11 @@ int main(int argc, char **argv) {
   if (failed(info))
     fail(inputFile + ": " + firstError.message("no entry point to compile"));
   moe_mlir::LowerOptions lowering;
+  FailureOr<moe_mlir::ContractionOptions> contraction =
+      moe_mlir::cpuContractionOptions(cpu, bf16Dot, error);
+  if (failed(contraction))
+    fail(error);
+  lowering.contraction = *contraction;
   lowering.timing = timeStages;
   lowering.beforePass = [&](llvm::StringRef pass) {
     progress.update(("lowering: " + pass).str());

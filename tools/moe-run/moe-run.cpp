@@ -119,6 +119,12 @@ static cl::opt<std::string> outputDir("output-dir",
 static cl::opt<std::string>
     entryName("entry", cl::desc("MLIR only: the function to run (default: the "
                                 "only public function, or 'main')"));
+static cl::opt<std::string> bf16Dot(
+    "bf16-dot",
+    cl::desc("MLIR, checkpoint and ONNX inputs: bf16 weights use AVX512-BF16 "
+             "dot products on bf16-rounded activations: auto (where the host "
+             "has avx512bf16, default), on or off (exact f32 products)"),
+    cl::init("auto"));
 static cl::opt<unsigned>
     numThreadsOpt("num-threads",
             cl::desc("Threads of the model's pool (default: MOE_NUM_THREADS, "
@@ -208,6 +214,12 @@ static void jitCompile(Runnable &r, OwningOpRef<ModuleOp> module,
     fail(origin + ": " + firstError.message("no entry point to run"));
   r.info = *info;
   moe_mlir::LowerOptions lowering;
+  std::string error;
+  FailureOr<moe_mlir::ContractionOptions> contraction =
+      moe_mlir::cpuContractionOptions("native", bf16Dot, error);
+  if (failed(contraction))
+    fail(error);
+  lowering.contraction = *contraction;
   lowering.beforePass = [&](llvm::StringRef pass) {
     progress.update(("compiling: " + pass).str());
   };

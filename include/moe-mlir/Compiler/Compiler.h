@@ -13,6 +13,7 @@
 #ifndef MOE_MLIR_COMPILER_COMPILER_H
 #define MOE_MLIR_COMPILER_COMPILER_H
 
+#include "moe-mlir/Conversion/ContractionOptions.h"
 #include "moe-mlir/Runtime/ModelInfo.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -32,11 +33,21 @@ llvm::FailureOr<moe_rt::ModelInfo> prepareEntry(mlir::ModuleOp module,
                                                 llvm::StringRef entryName);
 
 struct LowerOptions {
+  /// Code generation choices of the x·Wᵀ kernel (see cpuContractionOptions).
+  ContractionOptions contraction;
   /// Called before each pass of the pipeline runs on the module (progress).
   std::function<void(llvm::StringRef passName)> beforePass;
   /// Print the pass manager's per-pass timing report to stderr.
   bool timing = false;
 };
+
+/// The kernel choices for the target CPU `cpu` ("native": the host, else an
+/// LLVM CPU name) and the user's choice of bf16 dot products `bf16Dot`:
+/// "auto" (used where the CPU has avx512bf16), "on" (an error where it has
+/// not) or "off". Errors are one line, in `error`.
+llvm::FailureOr<ContractionOptions>
+cpuContractionOptions(llvm::StringRef cpu, llvm::StringRef bf16Dot,
+                      std::string &error);
 
 /// Runs the CPU pipeline (moe-cpu-pipeline).
 llvm::LogicalResult lowerForCpu(mlir::ModuleOp module,

@@ -26,10 +26,19 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
       only), then a parallel gather of the rows.
     - `moe.expert_ffn` / `moe.shared_expert`: per expert, contractions over
       dynamic row slices accumulated in f32, the activation and biases in f32.
+      With `bf16-dot-products` and bf16 weights, the projections whose
+      reduction size is a multiple of 32 round their input rows to bf16 and
+      use AVX512-BF16 dot products (`x86vector.avx512.dot`) accumulated in
+      f32; the shared expert's sigmoid gate stays exact.
     - `moe.combine`: a gather-based weighted sum, reduction over the slots in
       increasing order, in f32: no atomics, no scatter, the same bits for any
       tiling or thread count.
   }];
+  let options = [
+    Option<"bf16DotProducts", "bf16-dot-products", "bool", /*default=*/"false",
+           "bf16 weights: round the activations to bf16 and use AVX512-BF16 "
+           "dot products with f32 accumulation (targets with avx512bf16 only)">,
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::linalg::LinalgDialect",
@@ -37,6 +46,7 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect",
     "::mlir::vector::VectorDialect",
+    "::mlir::x86vector::X86VectorDialect",
   ];
 }
 
@@ -77,6 +87,11 @@ def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
       denominator; the output projection accumulates in f32 and is rounded
       once to the element type of `hidden`.
 
+    With `bf16-dot-products` and bf16 weights, the projections that go
+    through the vectorized x·Wᵀ kernel (q_a_proj, kv_a_proj; q/k/v/o of
+    `mla.gqa_attention`) round their input to bf16 and use AVX512-BF16 dot
+    products when the reduction size is a multiple of 32.
+
     and every `mla.gqa_attention`: projections through the vectorized x·Wᵀ
     kernel, per-head RMSNorm (Qwen3's q/k norm), RoPE with Hugging Face's
     f32 tables (f32 inverse frequencies and angle, cos and sin correctly
@@ -85,12 +100,18 @@ def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
     window; the attention core (scores, masked softmax, weighted sum of
     values) is shared with `mla.attention`.
   }];
+  let options = [
+    Option<"bf16DotProducts", "bf16-dot-products", "bool", /*default=*/"false",
+           "bf16 weights: round the activations to bf16 and use AVX512-BF16 "
+           "dot products with f32 accumulation (targets with avx512bf16 only)">,
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
     "::mlir::tensor::TensorDialect",
     "::mlir::vector::VectorDialect",
+    "::mlir::x86vector::X86VectorDialect",
   ];
 }
 

@@ -7,8 +7,11 @@
 #ifndef MOE_MLIR_PIPELINES_PIPELINES_H
 #define MOE_MLIR_PIPELINES_PIPELINES_H
 
-#include "llvm/ADT/StringRef.h"
+#include "moe-mlir/Conversion/ContractionOptions.h"
+
 #include "llvm/Support/LogicalResult.h"
+
+#include <string>
 
 namespace mlir {
 class OpPassManager;
@@ -17,11 +20,12 @@ class OpPassManager;
 namespace moe_mlir {
 
 /// The textual form of the CPU pipeline: moe/mla ops on tensors to the LLVM
-/// dialect for the host (moe-opt --moe-cpu-pipeline).
-llvm::StringRef cpuPipelineText();
+/// dialect for the host (moe-opt --moe-cpu-pipeline[=bf16-dot-products=1]).
+std::string cpuPipelineText(const ContractionOptions &options = {});
 
 /// Adds the CPU pipeline to `pm` (anchored on builtin.module).
-llvm::LogicalResult buildCpuPipeline(mlir::OpPassManager &pm);
+llvm::LogicalResult buildCpuPipeline(mlir::OpPassManager &pm,
+                                     const ContractionOptions &options = {});
 
 /// Registers the named pipelines with the global registry.
 void registerPipelines();

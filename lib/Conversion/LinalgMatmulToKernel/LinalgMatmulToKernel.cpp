@@ -70,7 +70,9 @@ struct TransposedBMatmulToKernel : OpRewritePattern<linalg::MatmulOp> {
     Location loc = op.getLoc();
     Value a = op.getDpsInputs()[0];
     Value bt = op.getDpsInputs()[1];
-    Value product = lw::contractTransposedB(rewriter, loc, a, bt);
+    // A generic matmul keeps its exact semantics: f32 products of the
+    // operands as stored (no bf16 rounding of the activations).
+    Value product = lw::contractTransposedB(rewriter, loc, a, bt, {});
     if (resultType.getElementType() != rewriter.getF32Type())
       product =
           lw::convertTensor(rewriter, loc, product, resultType.getElementType());

@@ -50,7 +50,8 @@ Value columns(OpBuilder &b, Location loc, Value m, OpFoldResult colOffset,
 
 } // namespace
 
-LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b) {
+LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b,
+                             const ContractionOptions &options) {
   Location loc = op.getLoc();
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
@@ -79,7 +80,7 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b) {
   // q_rope [S, N, D_r/2], read straight out of the head-major weight.
   Value qInput = x, qWeight = op.getQProj();
   if (op.hasQueryLora()) {
-    qInput = rmsNorm(b, loc, contractTransposedB(b, loc, x, op.getQAProj()),
+    qInput = rmsNorm(b, loc, contractTransposedB(b, loc, x, op.getQAProj(), options),
                      op.getQANorm(), eps);
     qWeight = op.getQBProj();
   }
@@ -92,7 +93,7 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b) {
                                   nope + secondOffset, half, pairStride);
 
   // Latent KV of the new tokens: [c, k_r] = x · kv_a_projᵀ [S, R_kv + D_r].
-  Value kv = contractTransposedB(b, loc, x, op.getKvAProj());
+  Value kv = contractTransposedB(b, loc, x, op.getKvAProj(), options);
   Value cNew =
       rmsNorm(b, loc, columns(b, loc, kv, b.getIndexAttr(0), kvRank, 1),
               op.getKvANorm(), eps);

@@ -14,6 +14,7 @@
 #ifndef MOE_MLIR_LIB_CONVERSION_MLATOLINALG_ATTENTIONLOWERING_H
 #define MOE_MLIR_LIB_CONVERSION_MLATOLINALG_ATTENTIONLOWERING_H
 
+#include "moe-mlir/Conversion/ContractionOptions.h"
 #include "moe-mlir/Dialect/MLA/IR/MLA.h"
 
 #include "mlir/IR/Builders.h"
@@ -26,9 +27,11 @@ namespace moe_mlir::lowering::mla {
 
 /// Rewrite `op` into upstream tensor/linalg/arith/math ops.
 mlir::LogicalResult lowerAttention(moe_mlir::mla::AttentionOp op,
-                                   mlir::PatternRewriter &b);
+                                   mlir::PatternRewriter &b,
+                                   const ContractionOptions &options);
 mlir::LogicalResult lowerGqaAttention(moe_mlir::mla::GqaAttentionOp op,
-                                      mlir::PatternRewriter &b);
+                                      mlir::PatternRewriter &b,
+                                      const ContractionOptions &options);
 
 //===----------------------------------------------------------------------===//
 // RoPE, RMSNorm, per-head contractions (RopeNorm.cpp)

@@ -15,6 +15,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 #include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
 namespace moe_mlir {
@@ -27,26 +28,33 @@ using namespace moe_mlir;
 
 namespace {
 struct LowerAttention : OpRewritePattern<mla::AttentionOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerAttention(MLIRContext *ctx, const ContractionOptions &options)
+      : OpRewritePattern(ctx), options(options) {}
   LogicalResult matchAndRewrite(mla::AttentionOp op,
                                 PatternRewriter &rewriter) const override {
-    return lowering::mla::lowerAttention(op, rewriter);
+    return lowering::mla::lowerAttention(op, rewriter, options);
   }
+  ContractionOptions options;
 };
 
 struct LowerGqaAttention : OpRewritePattern<mla::GqaAttentionOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerGqaAttention(MLIRContext *ctx, const ContractionOptions &options)
+      : OpRewritePattern(ctx), options(options) {}
   LogicalResult matchAndRewrite(mla::GqaAttentionOp op,
                                 PatternRewriter &rewriter) const override {
-    return lowering::mla::lowerGqaAttention(op, rewriter);
+    return lowering::mla::lowerGqaAttention(op, rewriter, options);
   }
+  ContractionOptions options;
 };
 
 struct ConvertMLAToLinalgPass
     : moe_mlir::impl::ConvertMLAToLinalgBase<ConvertMLAToLinalgPass> {
+  using ConvertMLAToLinalgBase::ConvertMLAToLinalgBase;
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    populateMLAToLinalgPatterns(patterns);
+    ContractionOptions options;
+    options.bf16DotProducts = bf16DotProducts;
+    populateMLAToLinalgPatterns(patterns, options);
     walkAndApplyPatterns(getOperation(), std::move(patterns));
     if (failed(lowering::reportUnlowered(getOperation(),
                                          mla::MLADialect::getDialectNamespace())))
@@ -55,6 +63,8 @@ struct ConvertMLAToLinalgPass
 };
 } // namespace
 
-void moe_mlir::populateMLAToLinalgPatterns(RewritePatternSet &patterns) {
-  patterns.add<LowerAttention, LowerGqaAttention>(patterns.getContext());
+void moe_mlir::populateMLAToLinalgPatterns(RewritePatternSet &patterns,
+                                           const ContractionOptions &options) {
+  patterns.add<LowerAttention, LowerGqaAttention>(patterns.getContext(),
+                                                  options);
 }

@@ -49,9 +49,10 @@ Value addBias(OpBuilder &b, Location loc, Value m, Value bias) {
 
 /// x · wᵀ (+ bias) [S, heads·D] in f32, viewed as [S, heads, D].
 Value projectHeads(OpBuilder &b, Location loc, Value x, Value w, Value bias,
-                   int64_t heads, int64_t headDim) {
+                   int64_t heads, int64_t headDim,
+                   const ContractionOptions &options) {
   Type f32 = b.getF32Type();
-  Value m = contractTransposedB(b, loc, x, w);
+  Value m = contractTransposedB(b, loc, x, w, options);
   // The width heads·D is known from the attributes even when w's is not.
   auto type = cast<RankedTensorType>(m.getType());
   auto flatType =
@@ -92,7 +93,8 @@ std::pair<Value, Value> rotateHalves(OpBuilder &b, Location loc, Value t,
 }
 } // namespace
 
-LogicalResult lowerGqaAttention(GqaAttentionOp op, PatternRewriter &b) {
+LogicalResult lowerGqaAttention(GqaAttentionOp op, PatternRewriter &b,
+                                const ContractionOptions &options) {
   Location loc = op.getLoc();
   Type f32 = b.getF32Type();
   auto heads = static_cast<int64_t>(op.getNumHeads());
@@ -111,11 +113,11 @@ LogicalResult lowerGqaAttention(GqaAttentionOp op, PatternRewriter &b) {
 
   // Projections [S, heads, D] in f32, biases added (Qwen2).
   Value q =
-      projectHeads(b, loc, x, op.getQProj(), op.getQBias(), heads, headDim);
+      projectHeads(b, loc, x, op.getQProj(), op.getQBias(), heads, headDim, options);
   Value k =
-      projectHeads(b, loc, x, op.getKProj(), op.getKBias(), kvHeads, headDim);
+      projectHeads(b, loc, x, op.getKProj(), op.getKBias(), kvHeads, headDim, options);
   Value v =
-      projectHeads(b, loc, x, op.getVProj(), op.getVBias(), kvHeads, headDim);
+      projectHeads(b, loc, x, op.getVProj(), op.getVBias(), kvHeads, headDim, options);
 
   // Per-head RMSNorm of q and k before RoPE (Qwen3).
   if (op.hasQkNorm()) {
@@ -160,7 +162,7 @@ LogicalResult lowerGqaAttention(GqaAttentionOp op, PatternRewriter &b) {
   // out [S, H] = o [S, N·D] · o_projᵀ, heads concatenated.
   Value flat = tensor::CollapseShapeOp::create(
       b, loc, o, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
-  Value out = contractTransposedB(b, loc, flat, op.getOProj());
+  Value out = contractTransposedB(b, loc, flat, op.getOProj(), options);
   out = convertTensor(b, loc, out, elementTypeOf(x));
 
   b.replaceOp(op, ValueRange{castToResult(b, loc, out, op.getOutput()),

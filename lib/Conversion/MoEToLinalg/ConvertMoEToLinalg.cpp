@@ -17,6 +17,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 #include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
 namespace moe_mlir {
@@ -30,9 +31,9 @@ using namespace moe_mlir;
 namespace {
 template <typename OpTy>
 struct LowerOp : OpRewritePattern<OpTy> {
-  using LowerFn = LogicalResult (*)(OpTy, PatternRewriter &);
+  using LowerFn = std::function<LogicalResult(OpTy, PatternRewriter &)>;
   LowerOp(MLIRContext *ctx, LowerFn fn)
-      : OpRewritePattern<OpTy>(ctx), fn(fn) {}
+      : OpRewritePattern<OpTy>(ctx), fn(std::move(fn)) {}
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
     return fn(op, rewriter);
@@ -42,17 +43,20 @@ struct LowerOp : OpRewritePattern<OpTy> {
 
 struct ConvertMoEToLinalgPass
     : moe_mlir::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalgPass> {
+  using ConvertMoEToLinalgBase::ConvertMoEToLinalgBase;
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     moe::populateMaterializeRouterLogitsPatterns(patterns);
-    populateMoEToLinalgPatterns(patterns);
+    ContractionOptions options;
+    options.bf16DotProducts = bf16DotProducts;
+    populateMoEToLinalgPatterns(patterns, options);
     // Every moe op is rewritten once; the walk driver does not revisit the
     // ops the lowerings create.
     walkAndApplyPatterns(getOperation(), std::move(patterns));
     // A router with its own weight is rewritten twice (materialize, then
     // lower); run once more for those.
     RewritePatternSet again(&getContext());
-    populateMoEToLinalgPatterns(again);
+    populateMoEToLinalgPatterns(again, options);
     walkAndApplyPatterns(getOperation(), std::move(again));
     if (failed(lowering::reportUnlowered(getOperation(),
                                          moe::MoEDialect::getDialectNamespace())))
@@ -61,11 +65,18 @@ struct ConvertMoEToLinalgPass
 };
 } // namespace
 
-void moe_mlir::populateMoEToLinalgPatterns(RewritePatternSet &patterns) {
+void moe_mlir::populateMoEToLinalgPatterns(RewritePatternSet &patterns,
+                                           const ContractionOptions &options) {
   MLIRContext *ctx = patterns.getContext();
   patterns.add<LowerOp<moe::RouteOp>>(ctx, lowering::lowerRoute);
   patterns.add<LowerOp<moe::DispatchOp>>(ctx, lowering::lowerDispatch);
   patterns.add<LowerOp<moe::CombineOp>>(ctx, lowering::lowerCombine);
-  patterns.add<LowerOp<moe::ExpertFfnOp>>(ctx, lowering::lowerExpertFfn);
-  patterns.add<LowerOp<moe::SharedExpertOp>>(ctx, lowering::lowerSharedExpert);
+  patterns.add<LowerOp<moe::ExpertFfnOp>>(
+      ctx, [options](moe::ExpertFfnOp op, PatternRewriter &b) {
+        return lowering::lowerExpertFfn(op, b, options);
+      });
+  patterns.add<LowerOp<moe::SharedExpertOp>>(
+      ctx, [options](moe::SharedExpertOp op, PatternRewriter &b) {
+        return lowering::lowerSharedExpert(op, b, options);
+      });
 }

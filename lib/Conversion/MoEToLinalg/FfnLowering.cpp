@@ -22,6 +22,7 @@
 
 using namespace mlir;
 using namespace moe_mlir::lowering;
+using moe_mlir::ContractionOptions;
 using moe_mlir::moe::Activation;
 using moe_mlir::moe::ExpertFfnOp;
 using moe_mlir::moe::Gating;
@@ -109,7 +110,8 @@ Value vecSlice(OpBuilder &b, Location l, Value v, int64_t offset,
 }
 
 /// y [n, H] f32 = FFN(x [n, H]).
-Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn) {
+Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
+               const ContractionOptions &options) {
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
   int64_t fc1Rows = cast<RankedTensorType>(ffn.fc1.getType()).getDimSize(0);
@@ -136,9 +138,9 @@ Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn) {
   }
   bool gated = ffn.gating != Gating::None;
 
-  SmallVector<Value> inputs = {contractTransposedB(b, loc, x, gateW)};
+  SmallVector<Value> inputs = {contractTransposedB(b, loc, x, gateW, options)};
   if (gated)
-    inputs.push_back(contractTransposedB(b, loc, x, upW));
+    inputs.push_back(contractTransposedB(b, loc, x, upW, options));
   AffineExpr n, i;
   bindDims(ctx, n, i);
   AffineMap id = b.getMultiDimIdentityMap(2);
@@ -194,7 +196,7 @@ Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn) {
         yieldOp(nb, l, arith::MulFOp::create(nb, l, act, u));
       })[0];
 
-  Value y = contractTransposedB(b, loc, hidden, ffn.fc2);
+  Value y = contractTransposedB(b, loc, hidden, ffn.fc2, options);
   if (ffn.fc2Bias) {
     y = generic(b, loc, ValueRange{y, ffn.fc2Bias},
                 emptyTensor(b, loc, mixedSizes(b, loc, y), f32),
@@ -244,8 +246,9 @@ Ffn ffnOf(OpTy op) {
 }
 } // namespace
 
-LogicalResult moe_mlir::lowering::lowerExpertFfn(ExpertFfnOp op,
-                                                 PatternRewriter &b) {
+LogicalResult
+moe_mlir::lowering::lowerExpertFfn(ExpertFfnOp op, PatternRewriter &b,
+                                   const ContractionOptions &options) {
   Location loc = op.getLoc();
   Value rows = op.getRows(), counts = op.getCounts();
   auto rowsType = cast<RankedTensorType>(rows.getType());
@@ -299,7 +302,7 @@ LogicalResult moe_mlir::lowering::lowerExpertFfn(ExpertFfnOp op,
         one.fc1Bias = expertSlice(nb, l, stacked.fc1Bias, e);
         one.fc2Bias = expertSlice(nb, l, stacked.fc2Bias, e);
         one.fc3Bias = expertSlice(nb, l, stacked.fc3Bias, e);
-        Value y = convertTensor(nb, l, buildFfn(nb, l, x, one), elementType);
+        Value y = convertTensor(nb, l, buildFfn(nb, l, x, one, options), elementType);
         Value updated = tensor::InsertSliceOp::create(nb, l, y, it[0], offsets,
                                                       sizes, strides);
         Value next = arith::AddIOp::create(nb, l, start, count);
@@ -309,15 +312,16 @@ LogicalResult moe_mlir::lowering::lowerExpertFfn(ExpertFfnOp op,
   return success();
 }
 
-LogicalResult moe_mlir::lowering::lowerSharedExpert(SharedExpertOp op,
-                                                    PatternRewriter &b) {
+LogicalResult
+moe_mlir::lowering::lowerSharedExpert(SharedExpertOp op, PatternRewriter &b,
+                                      const ContractionOptions &options) {
   Location loc = op.getLoc();
   Value x = op.getInput();
   Type elementType = cast<RankedTensorType>(x.getType()).getElementType();
-  Value y = buildFfn(b, loc, x, ffnOf(op));
+  Value y = buildFfn(b, loc, x, ffnOf(op), options);
   if (Value gate = op.getGate()) {
     // g[t] = sigmoid(x[t] · gate[0]) in f32, then y *= g.
-    Value logit = contractTransposedB(b, loc, x, gate); // [T, 1]
+    Value logit = contractTransposedB(b, loc, x, gate, {}); // [T, 1], exact
     MLIRContext *ctx = b.getContext();
     AffineExpr t, h;
     bindDims(ctx, t, h);

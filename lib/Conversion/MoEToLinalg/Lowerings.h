@@ -9,6 +9,7 @@
 #ifndef MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGS_H
 #define MOE_MLIR_LIB_CONVERSION_MOETOLINALG_LOWERINGS_H
 
+#include "moe-mlir/Conversion/ContractionOptions.h"
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 
 #include "mlir/IR/PatternMatch.h"
@@ -19,9 +20,11 @@ mlir::LogicalResult lowerRoute(moe::RouteOp op, mlir::PatternRewriter &b);
 mlir::LogicalResult lowerDispatch(moe::DispatchOp op, mlir::PatternRewriter &b);
 mlir::LogicalResult lowerCombine(moe::CombineOp op, mlir::PatternRewriter &b);
 mlir::LogicalResult lowerExpertFfn(moe::ExpertFfnOp op,
-                                   mlir::PatternRewriter &b);
+                                   mlir::PatternRewriter &b,
+                                   const ContractionOptions &options);
 mlir::LogicalResult lowerSharedExpert(moe::SharedExpertOp op,
-                                      mlir::PatternRewriter &b);
+                                      mlir::PatternRewriter &b,
+                                      const ContractionOptions &options);
 
 } // namespace moe_mlir::lowering
 

@@ -23,6 +23,7 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 
 using namespace mlir;
 
@@ -43,15 +44,23 @@ bool canVectorizeContraction(Value a, Value bt) {
 }
 
 Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
-                                    Value bt) {
-  auto aType = cast<RankedTensorType>(a.getType());
+                                    Value bt,
+                                    const ContractionOptions &options) {
   auto bType = cast<RankedTensorType>(bt.getType());
   int64_t m = bType.getDimSize(0), k = bType.getDimSize(1);
+  // bf16 weights on a host with AVX512-BF16: A rounded to bf16 once, then
+  // dot products of bf16 pairs accumulated in f32 (vdpbf16ps), 2 k per lane.
+  bool pairs = options.bf16DotProducts && bType.getElementType().isBF16() &&
+               k % (2 * kLanes) == 0;
+  if (pairs)
+    a = convertTensor(b, loc, a, b.getBF16Type());
+  auto aType = cast<RankedTensorType>(a.getType());
+  int64_t kStep = pairs ? 2 * kLanes : kLanes;
   int64_t colTile = m % 4 == 0 ? 4 : m % 2 == 0 ? 2 : 1; // Mr
   Type f32 = b.getF32Type();
   auto accType = VectorType::get({kLanes}, f32);
-  auto aVecType = VectorType::get({kLanes}, aType.getElementType());
-  auto bVecType = VectorType::get({kLanes}, bType.getElementType());
+  auto aVecType = VectorType::get({kStep}, aType.getElementType());
+  auto bVecType = VectorType::get({kStep}, bType.getElementType());
 
   Value rows = dimValue(b, loc, a, 0);
   Value out = emptyTensor(
@@ -71,7 +80,7 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
     Value v = vector::TransferReadOp::create(nb, l, type, source,
                                              ValueRange{row, col}, pad,
                                              ArrayRef<bool>(inBounds));
-    if (type.getElementType() != nb.getF32Type())
+    if (!pairs && type.getElementType() != nb.getF32Type())
       v = arith::ExtFOp::create(nb, l, accType, v);
     return v;
   };
@@ -105,7 +114,7 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
         SmallVector<Value> init(kRowTile * colTile, zeroAcc);
         auto kLoop = scf::ForOp::create(
             rb, rl, indexConst(rb, rl, 0), indexConst(rb, rl, k),
-            indexConst(rb, rl, kLanes), init,
+            indexConst(rb, rl, kStep), init,
             [&](OpBuilder &kb, Location kl, Value k0, ValueRange accs) {
               SmallVector<Value> av, bv, next;
               for (Value r : aRows)
@@ -113,9 +122,16 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
               for (Value r : bRows)
                 bv.push_back(readF32(kb, kl, bt, r, k0, bVecType, bPad));
               for (int64_t i = 0; i < kRowTile; ++i)
-                for (int64_t j = 0; j < colTile; ++j)
-                  next.push_back(vector::FMAOp::create(
-                      kb, kl, accType, av[i], bv[j], accs[i * colTile + j]));
+                for (int64_t j = 0; j < colTile; ++j) {
+                  Value acc = accs[i * colTile + j];
+                  next.push_back(
+                      pairs ? x86vector::DotBF16Op::create(kb, kl, accType,
+                                                           acc, av[i], bv[j])
+                                  .getResult()
+                            : vector::FMAOp::create(kb, kl, accType, av[i],
+                                                    bv[j], acc)
+                                  .getResult());
+                }
               scf::YieldOp::create(kb, kl, next);
             });
         Value tile = rowIter[0];

@@ -111,9 +111,10 @@ Value convertTensor(OpBuilder &b, Location loc, Value t, Type elementType) {
                      });
 }
 
-Value contractTransposedB(OpBuilder &b, Location loc, Value a, Value bt) {
+Value contractTransposedB(OpBuilder &b, Location loc, Value a, Value bt,
+                          const ContractionOptions &options) {
   if (canVectorizeContraction(a, bt))
-    return contractTransposedBVectorized(b, loc, a, bt);
+    return contractTransposedBVectorized(b, loc, a, bt, options);
   Type f32 = b.getF32Type();
   SmallVector<OpFoldResult> sizes = {tensor::getMixedSize(b, loc, a, 0),
                                      tensor::getMixedSize(b, loc, bt, 0)};

@@ -11,6 +11,8 @@
 #ifndef MOE_MLIR_LIB_CONVERSION_UTILS_LOWERINGUTILS_H
 #define MOE_MLIR_LIB_CONVERSION_UTILS_LOWERINGUTILS_H
 
+#include "moe-mlir/Conversion/ContractionOptions.h"
+
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Utils/StructuredOpsUtils.h"
 #include "mlir/IR/Builders.h"
@@ -67,14 +69,19 @@ mlir::Value convertTensor(mlir::OpBuilder &b, mlir::Location loc,
                           mlir::Value t, mlir::Type elementType);
 
 /// C[n, m] = Σ_k f32(A[n, k]) · f32(B[m, k]) in f32 (B in nn.Linear layout).
+/// With options.bf16DotProducts and a bf16 B, A is rounded to bf16 first
+/// (see ContractionOptions).
 /// The register-tiled vector kernel for contractTransposedB (Contraction.cpp),
 /// usable when B's sizes are static and k is a multiple of the vector width.
 bool canVectorizeContraction(mlir::Value a, mlir::Value bt);
-mlir::Value contractTransposedBVectorized(mlir::OpBuilder &b, mlir::Location loc,
-                                          mlir::Value a, mlir::Value bt);
+mlir::Value
+contractTransposedBVectorized(mlir::OpBuilder &b, mlir::Location loc,
+                              mlir::Value a, mlir::Value bt,
+                              const ContractionOptions &options);
 
 mlir::Value contractTransposedB(mlir::OpBuilder &b, mlir::Location loc,
-                                mlir::Value a, mlir::Value bt);
+                                mlir::Value a, mlir::Value bt,
+                                const ContractionOptions &options);
 
 /// The mixed sizes of a tensor.
 llvm::SmallVector<mlir::OpFoldResult> mixedSizes(mlir::OpBuilder &b,

@@ -44,6 +44,14 @@ Conventions where HF leaves a choice open or its versions differ:
 * DeepSeek-V2 + YaRN: HF's V2 attention uses qk_head_dim^-0.5 without the
   mscale(factor, mscale_all_dim)^2 factor that DeepSeek's V2 code and HF's V3
   apply; `Semantics.v2_yarn_softmax_mscale = True` applies it.
+* Arithmetic: float32 on the stored weights (bf16/f16 values widened), as
+  HF computes in float32.  `Semantics.bf16_dot_products = True` models
+  moe-mlir's bf16 dot products (--bf16-dot, the default on CPUs with
+  AVX512-BF16) instead: the input of each expert, shared-expert and dense
+  MLP projection and of the attention projections q/k/v/o (GQA) and
+  q_a/kv_a (MLA) whose weight is stored as BF16 with an input size that is a
+  multiple of 32 is rounded to bfloat16 first; routers, the shared-expert
+  gate, q_b/kv_b/o (MLA) and the LM head stay exact.
 * moe_layer_freq: DeepSeek's rule (MoE iff layer >= first_k_dense_replace and
   layer % moe_layer_freq == 0).  HF ignores moe_layer_freq, which is the same
   for the published value 1.
@@ -87,6 +95,7 @@ class Semantics:
     v3_masked_fill: float = float("-inf")
     v2_deepseek_routing: bool = False
     v2_yarn_softmax_mscale: bool = False
+    bf16_dot_products: bool = False
 
 
 # ---------------------------------------------------------------------------
@@ -114,7 +123,9 @@ def _decode(raw, dtype, shape, name, path):
     values = np.frombuffer(raw, dtype=numpy_type)
     if dtype == "BF16":
         values = (values.astype(np.uint32) << 16).view(np.float32)
-    return torch.from_numpy(values.astype(np.float32).reshape(shape))
+    tensor = torch.from_numpy(values.astype(np.float32).reshape(shape))
+    tensor.stored_dtype = dtype   # read by project() (bf16 dot products)
+    return tensor
 
 
 def read_safetensors(path):
@@ -537,6 +548,23 @@ def swiglu(x, gate, up, down):
     return linear(F.silu(linear(x, gate)) * linear(x, up), down)
 
 
+def project(model, x, weight_name, bias=None):
+    """linear() of a projection that moe-mlir computes with bf16 dot products
+    under Semantics.bf16_dot_products (see the module notes)."""
+    weight = model.w(weight_name)
+    if (model.semantics.bf16_dot_products
+            and getattr(weight, "stored_dtype", None) == "BF16"
+            and weight.shape[-1] % 32 == 0):
+        x = x.to(torch.bfloat16).to(torch.float32)
+    return linear(x, weight, bias)
+
+
+def mlp(model, x, gate, up, down):
+    """The SwiGLU MLP of the named weights."""
+    hidden = F.silu(project(model, x, gate)) * project(model, x, up)
+    return project(model, hidden, down)
+
+
 def yarn_get_mscale(scale=1.0, mscale=1.0):
     if scale <= 1:
         return 1.0
@@ -777,9 +805,9 @@ def gqa_attention(model, prefix, x, positions, blocked):
     cfg = model.cfg
     seq = x.shape[0]
     a = f"{prefix}.self_attn"
-    q = linear(x, model.w(f"{a}.q_proj.weight"), model.maybe(f"{a}.q_proj.bias"))
-    k = linear(x, model.w(f"{a}.k_proj.weight"), model.maybe(f"{a}.k_proj.bias"))
-    v = linear(x, model.w(f"{a}.v_proj.weight"), model.maybe(f"{a}.v_proj.bias"))
+    q = project(model, x, f"{a}.q_proj.weight", model.maybe(f"{a}.q_proj.bias"))
+    k = project(model, x, f"{a}.k_proj.weight", model.maybe(f"{a}.k_proj.bias"))
+    v = project(model, x, f"{a}.v_proj.weight", model.maybe(f"{a}.v_proj.bias"))
     q = q.view(seq, cfg.num_heads, cfg.head_dim)
     k = k.view(seq, cfg.num_kv_heads, cfg.head_dim)
     v = v.view(seq, cfg.num_kv_heads, cfg.head_dim)
@@ -792,7 +820,7 @@ def gqa_attention(model, prefix, x, positions, blocked):
     k = k.repeat_interleave(groups, dim=1)   # query head h reads KV head h // groups
     v = v.repeat_interleave(groups, dim=1)
     out = attention_core(q, k, v, model.softmax_scale, blocked)
-    return linear(out, model.w(f"{a}.o_proj.weight"), model.maybe(f"{a}.o_proj.bias"))
+    return project(model, out, f"{a}.o_proj.weight", model.maybe(f"{a}.o_proj.bias"))
 
 
 def mla_attention(model, prefix, x, positions, blocked):
@@ -802,13 +830,13 @@ def mla_attention(model, prefix, x, positions, blocked):
     if cfg.q_lora_rank is None:
         q = linear(x, model.w(f"{a}.q_proj.weight"))
     else:
-        q_latent = linear(x, model.w(f"{a}.q_a_proj.weight"), model.maybe(f"{a}.q_a_proj.bias"))
+        q_latent = project(model, x, f"{a}.q_a_proj.weight", model.maybe(f"{a}.q_a_proj.bias"))
         q = linear(rms_norm(q_latent, model.w(f"{a}.q_a_layernorm.weight"), MLA_EPS),
                    model.w(f"{a}.q_b_proj.weight"))
     q = q.view(seq, heads, cfg.qk_dim)
     q_nope, q_rot = q[..., :cfg.nope_dim], q[..., cfg.nope_dim:]
-    compressed = linear(x, model.w(f"{a}.kv_a_proj_with_mqa.weight"),
-                        model.maybe(f"{a}.kv_a_proj_with_mqa.bias"))
+    compressed = project(model, x, f"{a}.kv_a_proj_with_mqa.weight",
+                         model.maybe(f"{a}.kv_a_proj_with_mqa.bias"))
     latent, k_rot = compressed[:, :cfg.kv_lora_rank], compressed[:, cfg.kv_lora_rank:]
     kv = linear(rms_norm(latent, model.w(f"{a}.kv_a_layernorm.weight"), MLA_EPS),
                 model.w(f"{a}.kv_b_proj.weight")).view(seq, heads, cfg.nope_dim + cfg.v_dim)
@@ -829,8 +857,8 @@ def mla_attention(model, prefix, x, positions, blocked):
 
 
 def dense_mlp(model, prefix, x):
-    return swiglu(x, model.w(f"{prefix}.gate_proj.weight"), model.w(f"{prefix}.up_proj.weight"),
-                  model.w(f"{prefix}.down_proj.weight"))
+    return mlp(model, x, f"{prefix}.gate_proj.weight", f"{prefix}.up_proj.weight",
+               f"{prefix}.down_proj.weight")
 
 
 def route(model, prefix, x):
@@ -868,7 +896,7 @@ def moe_block(model, prefix, x, trace=None, layer=None):
 
     def expert(e, tokens):
         p = f"{prefix}.experts.{e}"
-        return swiglu(tokens, *(model.w(f"{p}.{n}.weight") for n in names))
+        return mlp(model, tokens, *(f"{p}.{n}.weight" for n in names))
 
     out = combine_experts(x, indices, weights, expert)
     if cfg.model_type == "qwen2_moe":

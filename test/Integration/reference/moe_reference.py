@@ -676,12 +676,23 @@ def _t(a, dtype=torch.float64):
     return torch.as_tensor(np.asarray(a)).to(dtype)
 
 
-def hf_mixtral_block(x, gate_w, w1, w2, w3, top_k):
+def bf16_dot_input(v, weight):
+    """The input of an expert projection under bf16 dot products (moe-mlir's
+    --bf16-dot for bf16 weights): rounded to float32, then to bfloat16, when
+    the reduction size is a multiple of 32; unchanged otherwise."""
+    if weight.shape[-1] % 32:
+        return v
+    return v.to(torch.float32).to(torch.bfloat16).to(v.dtype)
+
+
+def hf_mixtral_block(x, gate_w, w1, w2, w3, top_k, bf16_dot=False):
     """A Mixtral sparse MoE block as HF transformers writes it: the gate
     Linear and the softmax in float32, torch.topk, renormalization, then a
     loop over the experts with torch.where and index_add_.  The experts are
     evaluated in float64.  x [T, H], gate_w [E, H], w1/w3 [E, I, H],
-    w2 [E, H, I].  Returns float64 [T, H]."""
+    w2 [E, H, I].  Returns float64 [T, H].  bf16_dot: the input of every
+    expert projection goes through `bf16_dot_input` (the weights must then
+    be bf16 values)."""
     hidden = _t(x)
     router_logits = F.linear(_t(x, torch.float32), _t(gate_w, torch.float32))
     routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float)
@@ -697,8 +708,13 @@ def hf_mixtral_block(x, gate_w, w1, w2, w3, top_k):
         if token.numel() == 0:
             continue
         state = hidden[token]
-        h = F.silu(F.linear(state, _t(w1[e]))) * F.linear(state, _t(w3[e]))
-        y = F.linear(h, _t(w2[e])) * routing_weights[token, slot, None]
+
+        def project(v, w):
+            w = _t(w)
+            return F.linear(bf16_dot_input(v, w) if bf16_dot else v, w)
+
+        h = F.silu(project(state, w1[e])) * project(state, w3[e])
+        y = project(h, w2[e]) * routing_weights[token, slot, None]
         final.index_add_(0, token, y)
     return final.numpy()
 

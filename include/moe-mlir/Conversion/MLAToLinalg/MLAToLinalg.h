@@ -7,6 +7,8 @@
 #ifndef MOE_MLIR_CONVERSION_MLATOLINALG_MLATOLINALG_H
 #define MOE_MLIR_CONVERSION_MLATOLINALG_MLATOLINALG_H
 
+#include "moe-mlir/Conversion/ContractionOptions.h"
+
 namespace mlir {
 class RewritePatternSet;
 } // namespace mlir
@@ -15,7 +17,8 @@ namespace moe_mlir {
 
 /// Patterns lowering mla.attention and mla.gqa_attention to
 /// linalg/tensor/arith/math.
-void populateMLAToLinalgPatterns(mlir::RewritePatternSet &patterns);
+void populateMLAToLinalgPatterns(mlir::RewritePatternSet &patterns,
+                                 const ContractionOptions &options = {});
 
 } // namespace moe_mlir
 
