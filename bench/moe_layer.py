@@ -8,7 +8,7 @@ medians, with each row's fraction of the machine's measured limits: f32
 matmul throughput (OpenBLAS sgemm, same threads) and memory read bandwidth.
 
     /usr/bin/python3 bench/moe_layer.py [--build build] [--tokens 1,16,512]
-        [--repeat 10] [--threads 2] [--weights f32,bf16]
+        [--repeat 10] [--threads 2] [--weights f32,bf16] [--rounds 3]
 
 Shape (issue 3): H=1024, I=2816, E=8, k=2, SwiGLU.
 """
@@ -131,6 +131,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights", default="f32,bf16")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds; medians over them")
     args = ap.parse_args()
 
     import torch
@@ -145,39 +147,50 @@ def main():
         "w2": (g.standard_normal((E, H, I)) * 0.02).astype(np.float32),
         "w3": (g.standard_normal((E, I, H)) * 0.02).astype(np.float32),
     }
-    rows = []
+    # Each round measures every peer at every T, one after the other, so
+    # that slow phases of a shared machine hit all of them; the table gives
+    # the median over the rounds of each time and of each ratio.
+    samples = {}   # (T, wd) -> list of (ours, ort, torch)
     with tempfile.TemporaryDirectory() as tmp:
-        for T in [int(t) for t in args.tokens.split(",")]:
-            x = g.standard_normal((T, H)).astype(np.float32)
-            inputs = {"x": x, **weights}
-            t_torch = torch_hf_loop(x, weights["gate"], weights["w1"], weights["w2"],
-                                    weights["w3"], args.repeat)
-            t_ort = None
-            if have_ort:
-                _, t_ort = ort_moe.run(x, weights["gate"], weights["w1"], weights["w2"],
-                                       weights["w3"], K, repeat=args.repeat,
-                                       threads=args.threads)
-            flops = 2.0 * T * K * 3 * H * I
-            for wd in args.weights.split(","):
-                t_ours = moe_mlir(args.build, wd, inputs, args.repeat, tmp, args.threads)
-                # Weights read: every expert that receives a token (at most
-                # min(E, T*K)) reads its three matrices once.
-                experts = min(E, T * K)
-                wbytes = experts * 3 * H * I * (4 if wd == "f32" else 2)
-                rows.append((T, wd, t_ours, t_ort, t_torch, flops / t_ours / 1e6,
-                             wbytes / t_ours / 1e6))
+        for _ in range(args.rounds):
+            for T in [int(t) for t in args.tokens.split(",")]:
+                x = np.random.default_rng(T).standard_normal((T, H)).astype(np.float32)
+                inputs = {"x": x, **weights}
+                t_torch = torch_hf_loop(x, weights["gate"], weights["w1"], weights["w2"],
+                                        weights["w3"], args.repeat)
+                t_ort = None
+                if have_ort:
+                    _, t_ort = ort_moe.run(x, weights["gate"], weights["w1"], weights["w2"],
+                                           weights["w3"], K, repeat=args.repeat,
+                                           threads=args.threads)
+                for wd in args.weights.split(","):
+                    t_ours = moe_mlir(args.build, wd, inputs, args.repeat, tmp, args.threads)
+                    samples.setdefault((T, wd), []).append((t_ours, t_ort, t_torch))
     print(f"Machine limits ({args.threads} threads): f32 sgemm {peak_gflops:.0f} GFLOP/s, "
-          f"memory read {peak_gbs:.1f} GB/s")
+          f"memory read {peak_gbs:.1f} GB/s; {args.rounds} round(s) of {args.repeat} runs")
     print()
     print(f"| T | weights | moe-mlir ms | ONNX Runtime ms (f32) | PyTorch HF loop ms (f32) "
           f"| vs ORT | vs PyTorch | GFLOP/s (of sgemm peak) | weight GB/s (of read bw) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for T, wd, ours, ort_ms, torch_ms, gf, gbs in rows:
-        ort_text = f"{ort_ms:.2f}" if ort_ms is not None else "n/a"
-        vs_ort = f"{ort_ms / ours:.2f}x" if ort_ms is not None else "n/a"
+    med = statistics.median
+    for (T, wd), runs in samples.items():
+        ours = med(r[0] for r in runs)
+        torch_ms = med(r[2] for r in runs)
+        vs_torch = med(r[2] / r[0] for r in runs)
+        if have_ort:
+            ort_text = f"{med(r[1] for r in runs):.2f}"
+            vs_ort = f"{med(r[1] / r[0] for r in runs):.2f}x"
+        else:
+            ort_text = vs_ort = "n/a"
+        flops = 2.0 * T * K * 3 * H * I
+        # Weights read: every expert that receives a token (at most
+        # min(E, T*K)) reads its three matrices once.
+        wbytes = min(E, T * K) * 3 * H * I * (4 if wd == "f32" else 2)
+        gf, gbs = flops / ours / 1e6, wbytes / ours / 1e6
         print(f"| {T} | {wd} | {ours:.2f} | {ort_text} | {torch_ms:.2f} | {vs_ort} "
-              f"| {torch_ms / ours:.2f}x | {gf:.0f} ({100 * gf / peak_gflops:.0f}%) "
+              f"| {vs_torch:.2f}x | {gf:.0f} ({100 * gf / peak_gflops:.0f}%) "
               f"| {gbs:.1f} ({100 * gbs / peak_gbs:.0f}%) |")
+
 
 if __name__ == "__main__":
     main()

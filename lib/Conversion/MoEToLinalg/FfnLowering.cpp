@@ -293,20 +293,34 @@ moe_mlir::lowering::lowerExpertFfn(ExpertFfnOp op, PatternRewriter &b,
           sizes = {count, nb.getIndexAttr(hidden)};
           strides.assign(2, nb.getIndexAttr(1));
         }
-        Value x = tensor::ExtractSliceOp::create(nb, l, sliceType, rows,
-                                                 offsets, sizes, strides);
-        Ffn one = stacked;
-        one.fc1 = expertSlice(nb, l, stacked.fc1, e);
-        one.fc2 = expertSlice(nb, l, stacked.fc2, e);
-        one.fc3 = expertSlice(nb, l, stacked.fc3, e);
-        one.fc1Bias = expertSlice(nb, l, stacked.fc1Bias, e);
-        one.fc2Bias = expertSlice(nb, l, stacked.fc2Bias, e);
-        one.fc3Bias = expertSlice(nb, l, stacked.fc3Bias, e);
-        Value y = convertTensor(nb, l, buildFfn(nb, l, x, one, options), elementType);
-        Value updated = tensor::InsertSliceOp::create(nb, l, y, it[0], offsets,
-                                                      sizes, strides);
+        // An expert without rows (most of them when decoding) costs nothing:
+        // no kernels, no dispatch to the thread pool.
+        Value hasRows = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::sgt,
+                                              count, indexConst(nb, l, 0));
+        auto ifOp = scf::IfOp::create(
+            nb, l, hasRows,
+            [&](OpBuilder &tb, Location tl) {
+              Value x = tensor::ExtractSliceOp::create(
+                  tb, tl, sliceType, rows, offsets, sizes, strides);
+              Ffn one = stacked;
+              one.fc1 = expertSlice(tb, tl, stacked.fc1, e);
+              one.fc2 = expertSlice(tb, tl, stacked.fc2, e);
+              one.fc3 = expertSlice(tb, tl, stacked.fc3, e);
+              one.fc1Bias = expertSlice(tb, tl, stacked.fc1Bias, e);
+              one.fc2Bias = expertSlice(tb, tl, stacked.fc2Bias, e);
+              one.fc3Bias = expertSlice(tb, tl, stacked.fc3Bias, e);
+              Value y = convertTensor(
+                  tb, tl, buildFfn(tb, tl, x, one, options), elementType);
+              scf::YieldOp::create(
+                  tb, tl,
+                  ValueRange{tensor::InsertSliceOp::create(
+                      tb, tl, y, it[0], offsets, sizes, strides)});
+            },
+            [&](OpBuilder &eb, Location el) {
+              scf::YieldOp::create(eb, el, ValueRange{it[0]});
+            });
         Value next = arith::AddIOp::create(nb, l, start, count);
-        scf::YieldOp::create(nb, l, ValueRange{updated, next});
+        scf::YieldOp::create(nb, l, ValueRange{ifOp.getResult(0), next});
       });
   b.replaceOp(op, castToResult(b, loc, loop.getResult(0), op.getResult()));
   return success();

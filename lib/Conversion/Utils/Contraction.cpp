@@ -8,9 +8,11 @@
 // loads Nr + Mr vectors per k step for Nr * Mr fused multiply-adds, and
 // reduces every accumulator across its lanes at the end (a fixed tree, so
 // the result does not depend on the machine's thread count or the run).
-// Loops, outer to inner: B row tiles, A row tiles, k. B's tile stays in L1
-// while all of A streams by, and B is read from memory once: the decode
-// case (one token, memory bound) reads every weight exactly once.
+// Loops, outer to inner: tasks of 8 B rows (in parallel), Mr-row sub-tiles
+// of B, tiles of Nr A rows, k. B's sub-tile stays in L1 while A streams by,
+// and B is read from memory once. Rows of A left over (all of them when
+// decoding one token) go through a 1 x 8 kernel: no wasted products, and
+// eight weight streams per core keep its memory requests in flight.
 //
 // Only upstream dialects are used (scf, vector, tensor, arith); LLVM turns
 // the vector ops into AVX2 / AVX-512 code for the target CPU.
@@ -31,7 +33,10 @@ namespace moe_mlir::lowering {
 
 namespace {
 constexpr int64_t kLanes = 16; // one AVX-512 register of f32
-constexpr int64_t kRowTile = 4; // Nr: rows of A per tile
+constexpr int64_t kRowTile = 5; // Nr: rows of A per tile
+// Columns per parallel task and per single-row kernel: decode reads eight
+// weight rows at once, enough streams to keep each core's memory busy.
+constexpr int64_t kWideCols = 8;
 } // namespace
 
 bool canVectorizeContraction(Value a, Value bt) {
@@ -57,6 +62,7 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
   auto aType = cast<RankedTensorType>(a.getType());
   int64_t kStep = pairs ? 2 * kLanes : kLanes;
   int64_t colTile = m % 4 == 0 ? 4 : m % 2 == 0 ? 2 : 1; // Mr
+  int64_t wide = m % kWideCols == 0 ? kWideCols : colTile;
   Type f32 = b.getF32Type();
   auto accType = VectorType::get({kLanes}, f32);
   auto aVecType = VectorType::get({kStep}, aType.getElementType());
@@ -65,8 +71,7 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
   Value rows = dimValue(b, loc, a, 0);
   Value out = emptyTensor(
       b, loc, {tensor::getMixedSize(b, loc, a, 0), b.getIndexAttr(m)}, f32);
-  Value zero = indexConst(b, loc, 0), one = indexConst(b, loc, 1);
-  Value lastRow = arith::SubIOp::create(b, loc, rows, one);
+  Value zero = indexConst(b, loc, 0);
   Value aPad = arith::ConstantOp::create(b, loc, aType.getElementType(),
                                          b.getZeroAttr(aType.getElementType()));
   Value bPad = arith::ConstantOp::create(b, loc, bType.getElementType(),
@@ -87,7 +92,7 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
 
   // Column tiles are independent: an scf.forall, which the pipeline runs on
   // the model's thread pool. Each tile computes its [rows, Mr] block of C.
-  int64_t numTiles = m / colTile;
+  int64_t numTiles = m / wide;
   auto forall = scf::ForallOp::create(
       b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(numTiles)},
       ValueRange{out}, std::nullopt);
@@ -95,76 +100,84 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
   OpBuilder cb = OpBuilder::atBlockBegin(body);
   Location cl = loc;
   Value j0 = arith::MulIOp::create(cb, cl, body->getArgument(0),
-                                   indexConst(cb, cl, colTile));
+                                   indexConst(cb, cl, wide));
   OpFoldResult rowsOfr = tensor::getMixedSize(cb, cl, a, 0);
   Value tileInit =
-      emptyTensor(cb, cl, {rowsOfr, cb.getIndexAttr(colTile)}, f32);
-  auto rowLoop = scf::ForOp::create(
-      cb, cl, zero, rows, indexConst(cb, cl, kRowTile), ValueRange{tileInit},
-      [&](OpBuilder &rb, Location rl, Value i0, ValueRange rowIter) {
-        // Rows past the end read the last row; their sums are not written.
-        SmallVector<Value> aRows, bRows;
-        for (int64_t i = 0; i < kRowTile; ++i)
-          aRows.push_back(arith::MinSIOp::create(
-              rb, rl, arith::AddIOp::create(rb, rl, i0, indexConst(rb, rl, i)),
-              lastRow));
-        for (int64_t j = 0; j < colTile; ++j)
-          bRows.push_back(
-              arith::AddIOp::create(rb, rl, j0, indexConst(rb, rl, j)));
-        SmallVector<Value> init(kRowTile * colTile, zeroAcc);
-        auto kLoop = scf::ForOp::create(
-            rb, rl, indexConst(rb, rl, 0), indexConst(rb, rl, k),
-            indexConst(rb, rl, kStep), init,
-            [&](OpBuilder &kb, Location kl, Value k0, ValueRange accs) {
-              SmallVector<Value> av, bv, next;
-              for (Value r : aRows)
-                av.push_back(readF32(kb, kl, a, r, k0, aVecType, aPad));
-              for (Value r : bRows)
-                bv.push_back(readF32(kb, kl, bt, r, k0, bVecType, bPad));
-              for (int64_t i = 0; i < kRowTile; ++i)
-                for (int64_t j = 0; j < colTile; ++j) {
-                  Value acc = accs[i * colTile + j];
-                  next.push_back(
-                      pairs ? x86vector::DotBF16Op::create(kb, kl, accType,
-                                                           acc, av[i], bv[j])
-                                  .getResult()
-                            : vector::FMAOp::create(kb, kl, accType, av[i],
-                                                    bv[j], acc)
-                                  .getResult());
-                }
-              scf::YieldOp::create(kb, kl, next);
-            });
-        Value tile = rowIter[0];
-        for (int64_t i = 0; i < kRowTile; ++i) {
-          Value row = arith::AddIOp::create(rb, rl, i0, indexConst(rb, rl, i));
-          Value valid =
-              arith::CmpIOp::create(rb, rl, arith::CmpIPredicate::slt, row, rows);
-          auto ifOp = scf::IfOp::create(
-              rb, rl, valid,
-              [&](OpBuilder &tb, Location tl) {
-                Value t = tile;
-                for (int64_t j = 0; j < colTile; ++j) {
-                  Value sum = vector::ReductionOp::create(
-                      tb, tl, vector::CombiningKind::ADD,
-                      kLoop.getResult(i * colTile + j),
-                      arith::FastMathFlags::reassoc);
-                  t = tensor::InsertOp::create(
-                      tb, tl, sum, t, ValueRange{row, indexConst(tb, tl, j)});
-                }
-                scf::YieldOp::create(tb, tl, t);
-              },
-              [&](OpBuilder &eb, Location el) {
-                scf::YieldOp::create(eb, el, tile);
-              });
-          tile = ifOp.getResult(0);
-        }
-        scf::YieldOp::create(rb, rl, tile);
-      });
+      emptyTensor(cb, cl, {rowsOfr, cb.getIndexAttr(wide)}, f32);
+
+  // Rows [lb, ub) in steps of `rowTile` rows (ub - lb a multiple of it) and
+  // the `cols` columns from `col0` of the task's tile: rowTile x cols
+  // accumulators over k, then one lane reduction per output.
+  auto rowLoop = [&](Value lb, Value ub, int64_t rowTile, int64_t col0,
+                     int64_t cols, Value tile) {
+    SmallVector<Value> bRows;
+    for (int64_t j = 0; j < cols; ++j)
+      bRows.push_back(
+          arith::AddIOp::create(cb, cl, j0, indexConst(cb, cl, col0 + j)));
+    return scf::ForOp::create(
+               cb, cl, lb, ub, indexConst(cb, cl, rowTile), ValueRange{tile},
+               [&](OpBuilder &rb, Location rl, Value i0, ValueRange rowIter) {
+                 SmallVector<Value> aRows;
+                 for (int64_t i = 0; i < rowTile; ++i)
+                   aRows.push_back(arith::AddIOp::create(
+                       rb, rl, i0, indexConst(rb, rl, i)));
+                 SmallVector<Value> init(rowTile * cols, zeroAcc);
+                 auto kLoop = scf::ForOp::create(
+                     rb, rl, indexConst(rb, rl, 0), indexConst(rb, rl, k),
+                     indexConst(rb, rl, kStep), init,
+                     [&](OpBuilder &kb, Location kl, Value k0,
+                         ValueRange accs) {
+                       SmallVector<Value> av, bv, next;
+                       for (Value r : aRows)
+                         av.push_back(
+                             readF32(kb, kl, a, r, k0, aVecType, aPad));
+                       for (Value r : bRows)
+                         bv.push_back(
+                             readF32(kb, kl, bt, r, k0, bVecType, bPad));
+                       for (int64_t i = 0; i < rowTile; ++i)
+                         for (int64_t j = 0; j < cols; ++j) {
+                           Value acc = accs[i * cols + j];
+                           next.push_back(
+                               pairs ? x86vector::DotBF16Op::create(
+                                           kb, kl, accType, acc, av[i], bv[j])
+                                           .getResult()
+                                     : vector::FMAOp::create(kb, kl, accType,
+                                                             av[i], bv[j], acc)
+                                           .getResult());
+                         }
+                       scf::YieldOp::create(kb, kl, next);
+                     });
+                 Value t = rowIter[0];
+                 for (int64_t i = 0; i < rowTile; ++i)
+                   for (int64_t j = 0; j < cols; ++j) {
+                     Value sum = vector::ReductionOp::create(
+                         rb, rl, vector::CombiningKind::ADD,
+                         kLoop.getResult(i * cols + j),
+                         arith::FastMathFlags::reassoc);
+                     t = tensor::InsertOp::create(
+                         rb, rl, sum, t,
+                         ValueRange{aRows[i], indexConst(rb, rl, col0 + j)});
+                   }
+                 scf::YieldOp::create(rb, rl, t);
+               })
+        .getResult(0);
+  };
+  // Full tiles of Nr rows, Mr columns at a time (B's Mr rows stay in L1
+  // while A streams by), then the remaining rows one at a time over all the
+  // task's columns (decode: one row, no wasted products, many streams).
+  Value fullRows = arith::MulIOp::create(
+      cb, cl,
+      arith::DivUIOp::create(cb, cl, rows, indexConst(cb, cl, kRowTile)),
+      indexConst(cb, cl, kRowTile));
+  Value tile = tileInit;
+  for (int64_t col0 = 0; col0 < wide; col0 += colTile)
+    tile = rowLoop(zero, fullRows, kRowTile, col0, colTile, tile);
+  tile = rowLoop(fullRows, rows, 1, 0, wide, tile);
   OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
   tensor::ParallelInsertSliceOp::create(
-      ib, loc, rowLoop.getResult(0), body->getArgument(1),
+      ib, loc, tile, body->getArgument(1),
       ArrayRef<OpFoldResult>{ib.getIndexAttr(0), j0},
-      ArrayRef<OpFoldResult>{rowsOfr, ib.getIndexAttr(colTile)},
+      ArrayRef<OpFoldResult>{rowsOfr, ib.getIndexAttr(wide)},
       ArrayRef<OpFoldResult>{ib.getIndexAttr(1), ib.getIndexAttr(1)});
   return forall.getResult(0);
 }
