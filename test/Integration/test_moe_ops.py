@@ -341,6 +341,39 @@ def test_shared_expert(gated):
     assert_close(got, ref, F32_RTOL, "shared expert")
 
 
+@pytest.mark.parametrize("wdtype,dot", [("f32", "off"), ("bf16", "off"), ("bf16", "on")])
+def test_long_reductions_walk_rows_in_chunks(wdtype, dot):
+    # H = 4096: the kernel walks the token rows in chunks that fit in L2
+    # (30 rows of f32, 60 of bf16), then takes the leftover rows one at a
+    # time; T = 127 gives several chunks, a partial one and leftovers.
+    if dot == "on" and not HOST_BF16:
+        pytest.skip("this CPU has no AVX512-BF16")
+    g = rng(31)
+    T, H, I = 127, 4096, 48   # I % 32 != 0: the down projection stays exact
+    weights = {n: R.round_to(w, wdtype) for n, w in
+               ffn_weights(g, 1, H, I, "separate", False, lead=False).items()}
+    x = g.standard_normal((T, H)).astype(np.float32)
+    f = Function()
+    xs, xt = f.arg("x", [None, H])
+    ops, wtypes = ffn_operands(f, weights, wdtype)
+    f.op(f"%y = moe.shared_expert {xs} {ops} act = silu gating = separate "
+         f": ({', '.join([xt] + wtypes)}) -> {xt}")
+    f.result("y", "%y", xt)
+    got = run(f, {"x": x, **weights}, bf16_dot=dot)["y"]
+    if dot == "on":
+        def rounded(v, w):
+            return R.round_to(v, "bf16") if w.shape[-1] % 32 == 0 else v
+        h = x.astype(np.float64)
+        gate = rounded(h, weights["fc1"]) @ weights["fc1"].astype(np.float64).T
+        up = rounded(h, weights["fc3"]) @ weights["fc3"].astype(np.float64).T
+        hidden = (gate / (1 + np.exp(-gate)) * up).astype(np.float32)
+        ref = rounded(hidden, weights["fc2"]).astype(np.float64) @ \
+            weights["fc2"].astype(np.float64).T
+    else:
+        ref = R.shared_expert(x, activation="silu", gating="separate", **weights)
+    assert_close(got, ref, F32_RTOL, f"{wdtype} weights, bf16 dot {dot}")
+
+
 def mixtral_layer(T, H, E, I, k, dtype="f32", wdtype="f32", dynamic=False):
     f = Function()
     Ts = None if dynamic else T

@@ -27,6 +27,8 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/X86Vector/X86VectorDialect.h"
 
+#include <algorithm>
+
 using namespace mlir;
 
 namespace moe_mlir::lowering {
@@ -37,6 +39,9 @@ constexpr int64_t kRowTile = 5; // Nr: rows of A per tile
 // Columns per parallel task and per single-row kernel: decode reads eight
 // weight rows at once, enough streams to keep each core's memory busy.
 constexpr int64_t kWideCols = 8;
+// A is walked in chunks of rows that fit in half of a core's L2 cache, so
+// that every Mr-column sub-tile of a task reads them from L2, not from L3.
+constexpr int64_t kChunkBytes = 512 * 1024;
 } // namespace
 
 bool canVectorizeContraction(Value a, Value bt) {
@@ -169,10 +174,26 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
       cb, cl,
       arith::DivUIOp::create(cb, cl, rows, indexConst(cb, cl, kRowTile)),
       indexConst(cb, cl, kRowTile));
-  Value tile = tileInit;
-  for (int64_t col0 = 0; col0 < wide; col0 += colTile)
-    tile = rowLoop(zero, fullRows, kRowTile, col0, colTile, tile);
-  tile = rowLoop(fullRows, rows, 1, 0, wide, tile);
+  int64_t rowBytes =
+      k * static_cast<int64_t>(aType.getElementTypeBitWidth() / 8);
+  int64_t chunkRows =
+      std::max<int64_t>(1, kChunkBytes / rowBytes / kRowTile) * kRowTile;
+  auto chunks = scf::ForOp::create(
+      cb, cl, zero, fullRows, indexConst(cb, cl, chunkRows),
+      ValueRange{tileInit},
+      [&](OpBuilder &hb, Location hl, Value c0, ValueRange chunkIter) {
+        Value c1 = arith::MinUIOp::create(
+            hb, hl,
+            arith::AddIOp::create(hb, hl, c0, indexConst(hb, hl, chunkRows)),
+            fullRows);
+        Value t = chunkIter[0];
+        OpBuilder::InsertionGuard guard(cb);
+        cb.setInsertionPoint(hb.getInsertionBlock(), hb.getInsertionPoint());
+        for (int64_t col0 = 0; col0 < wide; col0 += colTile)
+          t = rowLoop(c0, c1, kRowTile, col0, colTile, t);
+        scf::YieldOp::create(cb, hl, t);
+      });
+  Value tile = rowLoop(fullRows, rows, 1, 0, wide, chunks.getResult(0));
   OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
   tensor::ParallelInsertSliceOp::create(
       ib, loc, tile, body->getArgument(1),
