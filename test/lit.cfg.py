@@ -35,6 +35,8 @@ tools = [
     ToolSubst("moe-safetensors-unittests", unresolved="fatal"),
     ToolSubst("moe-weights-unittests", unresolved="fatal"),
     ToolSubst("moe-onnx-file-unittests", unresolved="fatal"),
+    ToolSubst("moe-placement-unittests", unresolved="fatal"),
+    ToolSubst("moe-plan", unresolved="fatal"),
     ToolSubst("moe-capi-test", unresolved="fatal"),
     # Built only with libFuzzer support (tests that use them REQUIRE it).
     ToolSubst("moe-json-fuzz", unresolved="ignore"),
