@@ -44,6 +44,38 @@ constexpr int64_t kWideCols = 8;
 constexpr int64_t kChunkBytes = 512 * 1024;
 } // namespace
 
+/// Lane sums of `accs` (vectors of kLanes f32), kLanes at a time: lane i of
+/// result g is the sum of the lanes of accs[kLanes * g + i]. Each sum is
+/// added in the same halving order (lane l + lane l+8, then +4, +2, +1)
+/// whatever the number of accumulators, so an output has the same bits in
+/// every kernel; two shuffles and one add per pair of vectors per level, a
+/// quarter of the work of one reduction per accumulator.
+static SmallVector<Value> laneSums(OpBuilder &b, Location loc,
+                                   ArrayRef<Value> accs, Value zero) {
+  SmallVector<Value> level(accs.begin(), accs.end());
+  while (level.size() % kLanes)
+    level.push_back(zero);
+  for (int64_t width = kLanes; width > 1; width /= 2) {
+    // Each vector holds kLanes / width accumulators of `width` lanes.
+    int64_t half = width / 2;
+    SmallVector<int64_t> lo, hi;
+    for (int64_t src = 0; src < 2; ++src)
+      for (int64_t g = 0; g < kLanes / width; ++g)
+        for (int64_t l = 0; l < half; ++l) {
+          lo.push_back(src * kLanes + g * width + l);
+          hi.push_back(src * kLanes + g * width + half + l);
+        }
+    SmallVector<Value> next;
+    for (size_t v = 0; v < level.size(); v += 2) {
+      Value x = vector::ShuffleOp::create(b, loc, level[v], level[v + 1], lo);
+      Value y = vector::ShuffleOp::create(b, loc, level[v], level[v + 1], hi);
+      next.push_back(arith::AddFOp::create(b, loc, x, y));
+    }
+    level = std::move(next);
+  }
+  return level;
+}
+
 bool canVectorizeContraction(Value a, Value bt) {
   auto at = cast<RankedTensorType>(a.getType());
   auto btt = cast<RankedTensorType>(bt.getType());
@@ -152,17 +184,23 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
                          }
                        scf::YieldOp::create(kb, kl, next);
                      });
+                 // Output (i, j) is lane i * cols + j of the sums; a row's
+                 // `cols` outputs are consecutive lanes (cols divides kLanes).
+                 SmallVector<Value> sums = laneSums(
+                     rb, rl, SmallVector<Value>(kLoop.getResults()), zeroAcc);
                  Value t = rowIter[0];
-                 for (int64_t i = 0; i < rowTile; ++i)
-                   for (int64_t j = 0; j < cols; ++j) {
-                     Value sum = vector::ReductionOp::create(
-                         rb, rl, vector::CombiningKind::ADD,
-                         kLoop.getResult(i * cols + j),
-                         arith::FastMathFlags::reassoc);
-                     t = tensor::InsertOp::create(
-                         rb, rl, sum, t,
-                         ValueRange{aRows[i], indexConst(rb, rl, col0 + j)});
-                   }
+                 for (int64_t i = 0; i < rowTile; ++i) {
+                   int64_t lane = i * cols;
+                   Value part = vector::ExtractStridedSliceOp::create(
+                       rb, rl, sums[lane / kLanes],
+                       ArrayRef<int64_t>{lane % kLanes},
+                       ArrayRef<int64_t>{cols}, ArrayRef<int64_t>{1});
+                   t = vector::TransferWriteOp::create(
+                           rb, rl, part, t,
+                           ValueRange{aRows[i], indexConst(rb, rl, col0)},
+                           ArrayRef<bool>{true})
+                           .getResult();
+                 }
                  scf::YieldOp::create(rb, rl, t);
                })
         .getResult(0);
