@@ -23,6 +23,7 @@ ep > 1). See docs/python.md.
 
 import os as _os
 
+from ._core import __version__  # noqa: F401  (the project's version)
 from ._core import (
     CompiledModel,
     Error,

@@ -3,6 +3,7 @@ import_model)."""
 
 from typing import Any
 
+from ._core import __version__ as __version__
 from ._core import (
     CompiledModel as CompiledModel,
     Error as Error,

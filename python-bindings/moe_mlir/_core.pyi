@@ -12,6 +12,8 @@ _Path = Union[str, os.PathLike[str]]
 _Paths = Union[_Path, Iterable[_Path], None]
 _Tokens = Union[Sequence[int], npt.NDArray[np.integer[Any]]]
 
+__version__: str  # moe-mlir's version (CMake's PROJECT_VERSION)
+
 class Error(RuntimeError):
     """A failure moe-mlir's tools report, with their one-line message: a
     missing or malformed file, an import, parse, pipeline or compile error,

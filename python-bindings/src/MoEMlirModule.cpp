@@ -806,6 +806,7 @@ PYBIND11_MODULE(_core, m) {
            "weights where the CPU has avx512bf16), 'on' or 'off' (exact f32 "
            "products). The module is left unchanged.");
 
+  m.attr("__version__") = MOE_MLIR_VERSION;
   m.def("import_hf", &importHF, "directory"_a, py::kw_only(),
         "shape_only"_a = false,
         "Imports a Hugging Face checkpoint directory (config.json + "
