@@ -28,15 +28,41 @@ struct MoeA2A {
   MoeA2A &operator=(const MoeA2A &) = delete;
 
   virtual const char *backend() const = 0;
-  virtual MoeA2AStatus exchange(const void *send, const int64_t *sendCounts,
-                                int64_t rowBytes, const void **recv,
-                                int64_t *recvCounts) = 0;
-  virtual MoeA2AStatus exchangeKnown(const void *send,
-                                     const int64_t *sendCounts,
-                                     const int64_t *recvCounts,
-                                     int64_t rowBytes, void *recv) = 0;
   virtual void abort(const std::string &reason) = 0;
   virtual int64_t recvCapacity() const = 0;
+
+  /// One step of a backend's protocol. expect == null: moeA2AExchange
+  /// (recvCounts is output, rows go to the handle's buffer, receivedRows());
+  /// else moeA2AExchangeKnown (rows go to userRecv at offsets from expect).
+  virtual MoeA2AStatus step(const void *send, const int64_t *sendCounts,
+                            const int64_t *expect, int64_t rowBytes,
+                            char *userRecv, int64_t *recvCounts) = 0;
+  /// The handle's receive buffer (valid until the next step).
+  virtual const void *receivedRows() const = 0;
+
+  MoeA2AStatus exchange(const void *send, const int64_t *sendCounts,
+                        int64_t rowBytes, const void **recv,
+                        int64_t *recvCounts) {
+    MoeA2AStatus st =
+        step(send, sendCounts, nullptr, rowBytes, nullptr, recvCounts);
+    *recv = receivedRows();
+    return st;
+  }
+  MoeA2AStatus exchangeKnown(const void *send, const int64_t *sendCounts,
+                             const int64_t *recvCounts, int64_t rowBytes,
+                             void *recv) {
+    return step(send, sendCounts, recvCounts, rowBytes,
+                static_cast<char *>(recv), nullptr);
+  }
+
+  /// A handle that failed stays failed: true (with the error restored) when
+  /// an earlier step put it out of the group.
+  bool isDead() {
+    if (deadStatus == MOE_A2A_OK)
+      return false;
+    error = deadMessage;
+    return true;
+  }
 
   /// Sets the one-line error "rank R: <what>" and returns `status`.
   MoeA2AStatus fail(MoeA2AStatus status, const std::string &what) {
@@ -48,6 +74,8 @@ struct MoeA2A {
   const int size;
   const double timeoutSeconds;
   std::string error;
+  MoeA2AStatus deadStatus = MOE_A2A_OK;
+  std::string deadMessage;
 };
 
 namespace moe_a2a {

@@ -88,21 +88,7 @@ public:
   const char *backend() const override { return "local"; }
   int64_t recvCapacity() const override { return recvBuf.capacity; }
 
-  MoeA2AStatus exchange(const void *send, const int64_t *sendCounts,
-                        int64_t rowBytes, const void **recv,
-                        int64_t *recvCounts) override {
-    MoeA2AStatus st = step(send, sendCounts, nullptr, rowBytes, nullptr,
-                           recvCounts);
-    *recv = recvBuf.data;
-    return st;
-  }
-
-  MoeA2AStatus exchangeKnown(const void *send, const int64_t *sendCounts,
-                             const int64_t *recvCounts, int64_t rowBytes,
-                             void *recv) override {
-    return step(send, sendCounts, recvCounts, rowBytes,
-                static_cast<char *>(recv), nullptr);
-  }
+  const void *receivedRows() const override { return recvBuf.data; }
 
   void abort(const std::string &reason) override {
     leave(reason);
@@ -133,16 +119,11 @@ private:
     return status;
   }
 
-  /// One step of the protocol. expect == null: moeA2AExchange (recvCounts
-  /// is output, rows go to recvBuf); else moeA2AExchangeKnown (rows go to
-  /// userRecv at offsets from expect).
   MoeA2AStatus step(const void *sendPtr, const int64_t *sendCounts,
                     const int64_t *expect, int64_t rowBytes, char *userRecv,
-                    int64_t *recvCounts) {
-    if (deadStatus != MOE_A2A_OK) {
-      error = deadMessage;
+                    int64_t *recvCounts) override {
+    if (isDead())
       return deadStatus;
-    }
     const char *send = static_cast<const char *>(sendPtr);
     int64_t sendTotal = 0, expectTotal = 0;
     std::string bad =
@@ -310,8 +291,6 @@ private:
   std::shared_ptr<LocalGroup> group;
   uint64_t steps = 0;
   GrowBuffer recvBuf;
-  MoeA2AStatus deadStatus = MOE_A2A_OK;
-  std::string deadMessage;
 };
 
 } // namespace

@@ -183,21 +183,7 @@ public:
   const char *backend() const override { return "mpi"; }
   int64_t recvCapacity() const override { return recvBuf.capacity; }
 
-  MoeA2AStatus exchange(const void *send, const int64_t *sendCounts,
-                        int64_t rowBytes, const void **recv,
-                        int64_t *recvCounts) override {
-    MoeA2AStatus st =
-        step(send, sendCounts, nullptr, rowBytes, nullptr, recvCounts);
-    *recv = recvBuf.data;
-    return st;
-  }
-
-  MoeA2AStatus exchangeKnown(const void *send, const int64_t *sendCounts,
-                             const int64_t *recvCounts, int64_t rowBytes,
-                             void *recv) override {
-    return step(send, sendCounts, recvCounts, rowBytes,
-                static_cast<char *>(recv), nullptr);
-  }
+  const void *receivedRows() const override { return recvBuf.data; }
 
   void abort(const std::string &reason) override {
     if (!left) {
@@ -386,11 +372,9 @@ private:
 
   MoeA2AStatus step(const void *sendPtr, const int64_t *sendCounts,
                     const int64_t *expect, int64_t rowBytes, char *userRecv,
-                    int64_t *recvCounts) {
-    if (deadStatus != MOE_A2A_OK) {
-      error = deadMessage;
+                    int64_t *recvCounts) override {
+    if (isDead())
       return deadStatus;
-    }
     const char *send = static_cast<const char *>(sendPtr);
     int64_t sendTotal = 0, expectTotal = 0;
     std::string bad =
@@ -555,8 +539,6 @@ private:
   std::vector<int> reqPeer;
   std::vector<char> reqIsRecv;
   GrowBuffer recvBuf;
-  MoeA2AStatus deadStatus = MOE_A2A_OK;
-  std::string deadMessage;
 
   friend void leaveAllAtExit();
 };

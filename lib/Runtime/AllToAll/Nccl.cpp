@@ -120,21 +120,7 @@ public:
   const char *backend() const override { return "nccl"; }
   int64_t recvCapacity() const override { return capacity; }
 
-  MoeA2AStatus exchange(const void *send, const int64_t *sendCounts,
-                        int64_t rowBytes, const void **recv,
-                        int64_t *recvCounts) override {
-    MoeA2AStatus st =
-        step(send, sendCounts, nullptr, rowBytes, nullptr, recvCounts);
-    *recv = recvBuf;
-    return st;
-  }
-
-  MoeA2AStatus exchangeKnown(const void *send, const int64_t *sendCounts,
-                             const int64_t *recvCounts, int64_t rowBytes,
-                             void *recv) override {
-    return step(send, sendCounts, recvCounts, rowBytes,
-                static_cast<char *>(recv), nullptr);
-  }
+  const void *receivedRows() const override { return recvBuf; }
 
   void abort(const std::string &reason) override {
     if (!broken && comm)
@@ -203,11 +189,9 @@ private:
 
   MoeA2AStatus step(const void *sendPtr, const int64_t *sendCounts,
                     const int64_t *expect, int64_t rowBytes, char *userRecv,
-                    int64_t *recvCounts) {
-    if (deadStatus != MOE_A2A_OK) {
-      error = deadMessage;
+                    int64_t *recvCounts) override {
+    if (isDead())
       return deadStatus;
-    }
     const char *send = static_cast<const char *>(sendPtr);
     int64_t sendTotal = 0, expectTotal = 0;
     std::string bad =
@@ -339,8 +323,6 @@ private:
   char *recvBuf = nullptr;
   int64_t capacity = 0;
   bool broken = false;
-  MoeA2AStatus deadStatus = MOE_A2A_OK;
-  std::string deadMessage;
 };
 
 /// Rank 0 writes the id to `path` (a temporary file renamed into place);
