@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Compiler/Compiler.h"
+#include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -131,8 +132,14 @@ FailureOr<moe_rt::ModelInfo> prepareEntry(ModuleOp module,
       return failure();
     if (!names.insert(spec->name).second)
       return fn.emitError() << "two arguments are named '" << spec->name << "'";
+    if (auto slots =
+            fn.getArgAttrOfType<DenseI32ArrayAttr>(i, "moe.expert_slots"))
+      spec->slotExperts.assign(slots.asArrayRef().begin(),
+                               slots.asArrayRef().end());
     info.inputs.push_back(*spec);
   }
+  if (auto ranks = fn->getAttrOfType<IntegerAttr>("moe.expert_parallel"))
+    info.expertParallel = static_cast<int>(ranks.getInt());
   llvm::StringSet<> resultNames;
   for (unsigned i = 0; i < fn.getNumResults(); ++i) {
     FailureOr<moe_rt::TensorSpec> spec = specOf(fn, i, true);
@@ -143,8 +150,10 @@ FailureOr<moe_rt::ModelInfo> prepareEntry(ModuleOp module,
     info.outputs.push_back(*spec);
   }
   // The names now live in `info`; LLVM has no use for the attributes.
-  for (unsigned i = 0; i < fn.getNumArguments(); ++i)
+  for (unsigned i = 0; i < fn.getNumArguments(); ++i) {
     fn.removeArgAttr(i, "moe.name");
+    fn.removeArgAttr(i, "moe.expert_slots");
+  }
   for (unsigned i = 0; i < fn.getNumResults(); ++i)
     fn.removeResultAttr(i, StringAttr::get(module.getContext(), "moe.name"));
   // The caller's buffers (inputs, memory-mapped weights) are read-only:
@@ -214,6 +223,20 @@ cpuContractionOptions(StringRef cpu, StringRef bf16Dot, std::string &error) {
   return options;
 }
 
+LogicalResult shardExpertParallel(ModuleOp module,
+                                  const ExpertParallelOptions &options) {
+  if (options.ranks == 1)
+    return success();
+  moe::MoEExpertParallelOptions passOptions;
+  passOptions.ranks = options.ranks;
+  passOptions.placement = options.placement;
+  passOptions.redundant = options.redundant;
+  passOptions.routingProfile = options.routingProfile;
+  PassManager pm(module.getContext(), ModuleOp::getOperationName());
+  pm.addPass(moe::createMoEExpertParallel(passOptions));
+  return pm.run(module);
+}
+
 LogicalResult lowerForCpu(ModuleOp module, const LowerOptions &options) {
   PassManager pm(module.getContext(), ModuleOp::getOperationName());
   if (failed(buildCpuPipeline(pm, options.contraction)))
@@ -223,6 +246,104 @@ LogicalResult lowerForCpu(ModuleOp module, const LowerOptions &options) {
   if (options.timing)
     pm.enableTiming();
   return pm.run(module);
+}
+
+/// The runtime hooks of expert-parallel models (convert-moe-to-linalg
+/// declares moe_ep_* with i64 arguments). Defines them to call the fields of
+/// the MoeEpHooks table (moe-mlir/Runtime/ExpertParallel.h) that
+/// `moe_model_set_expert_parallel(hooks)` installs; addresses are converted
+/// to pointers. Without a table they trap: the runtime never runs an
+/// expert-parallel model without one.
+static void defineExpertParallelHooks(ModuleOp module, OpBuilder &b) {
+  struct Hook {
+    StringRef name;
+    unsigned field;
+    // 'p': a pointer argument, 'i': an i64 argument.
+    StringRef args;
+    bool returnsI64;
+  };
+  static const Hook hooks[] = {{"moe_ep_rank", 0, "", true},
+                               {"moe_ep_dispatch", 1, "piipiippp", true},
+                               {"moe_ep_combine_back", 2, "ppiiip", false},
+                               {"moe_ep_all_gather", 3, "piip", false}};
+  bool any = false;
+  for (const Hook &hook : hooks)
+    if (auto fn = module.lookupSymbol<LLVM::LLVMFuncOp>(hook.name))
+      any |= fn.isExternal();
+  if (!any)
+    return;
+  MLIRContext *ctx = module.getContext();
+  Location loc = module.getLoc();
+  auto ptrTy = LLVM::LLVMPointerType::get(ctx);
+  auto voidTy = LLVM::LLVMVoidType::get(ctx);
+  auto i64 = b.getI64Type();
+
+  b.setInsertionPointToEnd(module.getBody());
+  auto table = LLVM::GlobalOp::create(b, loc, ptrTy, /*isConstant=*/false,
+                                      LLVM::Linkage::Internal,
+                                      "moe_ep_hooks", Attribute());
+  {
+    Block *init = b.createBlock(&table.getInitializerRegion());
+    b.setInsertionPointToStart(init);
+    LLVM::ReturnOp::create(b, loc,
+                           LLVM::ZeroOp::create(b, loc, ptrTy).getResult());
+  }
+  b.setInsertionPointToEnd(module.getBody());
+  auto setter = LLVM::LLVMFuncOp::create(
+      b, loc, "moe_model_set_expert_parallel",
+      LLVM::LLVMFunctionType::get(voidTy, {ptrTy}));
+  Block *sb = setter.addEntryBlock(b);
+  b.setInsertionPointToStart(sb);
+  LLVM::StoreOp::create(b, loc, sb->getArgument(0),
+                        LLVM::AddressOfOp::create(b, loc, table));
+  LLVM::ReturnOp::create(b, loc, ValueRange{});
+
+  for (const Hook &hook : hooks) {
+    auto decl = module.lookupSymbol<LLVM::LLVMFuncOp>(hook.name);
+    if (!decl || !decl.isExternal())
+      continue;
+    Block *entry = decl.addEntryBlock(b);
+    decl.setLinkage(LLVM::Linkage::Internal);
+    b.setInsertionPointToStart(entry);
+    Value tablePtr = LLVM::LoadOp::create(
+        b, loc, ptrTy, LLVM::AddressOfOp::create(b, loc, table));
+    Value missing =
+        LLVM::ICmpOp::create(b, loc, LLVM::ICmpPredicate::eq, tablePtr,
+                             LLVM::ZeroOp::create(b, loc, ptrTy));
+    Block *trap = b.createBlock(&decl.getBody());
+    Block *call = b.createBlock(&decl.getBody());
+    b.setInsertionPointToEnd(entry);
+    LLVM::CondBrOp::create(b, loc, missing, trap, call);
+    b.setInsertionPointToStart(trap);
+    LLVM::Trap::create(b, loc);
+    LLVM::UnreachableOp::create(b, loc);
+
+    b.setInsertionPointToStart(call);
+    Value slot = LLVM::GEPOp::create(
+        b, loc, ptrTy, ptrTy, tablePtr,
+        ArrayRef<LLVM::GEPArg>{static_cast<int32_t>(hook.field)});
+    Value target = LLVM::LoadOp::create(b, loc, ptrTy, slot);
+    SmallVector<Type> argTypes;
+    SmallVector<Value> args{target};
+    for (auto [i, kind] : llvm::enumerate(hook.args)) {
+      Value arg = call->getParent()->front().getArgument(i);
+      if (kind == 'p') {
+        argTypes.push_back(ptrTy);
+        args.push_back(LLVM::IntToPtrOp::create(b, loc, ptrTy, arg));
+      } else {
+        argTypes.push_back(i64);
+        args.push_back(arg);
+      }
+    }
+    auto type = LLVM::LLVMFunctionType::get(hook.returnsI64 ? Type(i64)
+                                                            : Type(voidTy),
+                                            argTypes);
+    auto result = LLVM::CallOp::create(b, loc, type, args);
+    if (hook.returnsI64)
+      LLVM::ReturnOp::create(b, loc, result.getResult());
+    else
+      LLVM::ReturnOp::create(b, loc, ValueRange{});
+  }
 }
 
 LogicalResult addModelAbi(ModuleOp module, const moe_rt::ModelInfo &info) {
@@ -304,6 +425,8 @@ LogicalResult addModelAbi(ModuleOp module, const moe_rt::ModelInfo &info) {
     LLVM::CallOp::create(b, loc, poolType, ValueRange{poolFn, task, closure, n});
     LLVM::ReturnOp::create(b, loc, ValueRange{});
   }
+
+  defineExpertParallelHooks(module, b);
 
   // const char *moe_model_metadata(void)
   b.setInsertionPointToEnd(module.getBody());

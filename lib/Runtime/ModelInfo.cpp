@@ -6,6 +6,8 @@
 
 #include "moe-mlir/Runtime/ModelInfo.h"
 
+#include <climits>
+#include <cstdint>
 #include <sstream>
 
 namespace moe_rt {
@@ -55,8 +57,17 @@ std::string serializeModelInfo(const ModelInfo &info) {
   os << "entry " << info.entry << '\n';
   if (!info.weightsPath.empty())
     os << "weights " << info.weightsPath << '\n';
-  for (const TensorSpec &spec : info.inputs)
+  if (info.expertParallel != 1)
+    os << "expert-parallel " << info.expertParallel << '\n';
+  for (const TensorSpec &spec : info.inputs) {
     writeSpec(os, "input", spec);
+    if (!spec.slotExperts.empty()) {
+      os << "slots " << spec.name << ' ' << spec.slotExperts.size();
+      for (int32_t e : spec.slotExperts)
+        os << ' ' << e;
+      os << '\n';
+    }
+  }
   for (const TensorSpec &spec : info.outputs)
     writeSpec(os, "output", spec);
   return os.str();
@@ -100,6 +111,27 @@ Status parseModelInfo(const std::string &text, const std::string &origin,
                                          : line.size());
       if (info.weightsPath.empty())
         return bad("missing weights path");
+    } else if (kind == "expert-parallel") {
+      if (!(words >> info.expertParallel) || info.expertParallel < 1)
+        return bad("malformed expert-parallel degree");
+    } else if (kind == "slots") {
+      std::string name;
+      int64_t count = -1;
+      if (!(words >> name >> count) || count < 1 || count > (1 << 24))
+        return bad("malformed slots record");
+      if (info.inputs.empty() || info.inputs.back().name != name)
+        return bad("slots of '" + name + "' do not follow its input line");
+      TensorSpec &spec = info.inputs.back();
+      for (int64_t i = 0; i < count; ++i) {
+        int64_t e;
+        if (!(words >> e) || e < -1 || e > INT32_MAX)
+          return bad("malformed expert id in the slots of '" + name + "'");
+        spec.slotExperts.push_back(static_cast<int32_t>(e));
+      }
+      if (spec.shape.empty() || spec.shape[0] < 1 ||
+          count % spec.shape[0] != 0)
+        return bad("the slots of '" + name + "' do not fill its leading "
+                   "dimension");
     } else if (kind == "input" || kind == "output") {
       TensorSpec spec;
       std::string dtype;
@@ -123,6 +155,16 @@ Status parseModelInfo(const std::string &text, const std::string &origin,
     return Status::error(origin + ": not a moe-mlir model (no ABI version)");
   if (info.entry.empty())
     return Status::error(origin + ": model metadata names no entry point");
+  for (const TensorSpec &spec : info.inputs)
+    if (!spec.slotExperts.empty() &&
+        static_cast<int64_t>(spec.slotExperts.size()) !=
+            info.expertParallel * spec.shape[0])
+      return Status::error(origin + ": model metadata: input '" + spec.name +
+                           "' lists " +
+                           std::to_string(spec.slotExperts.size()) +
+                           " slots, expected " +
+                           std::to_string(info.expertParallel) + " ranks x " +
+                           std::to_string(spec.shape[0]));
   out = std::move(info);
   return Status::success();
 }

@@ -5,6 +5,8 @@
 // moe-compile MODEL.mlir|CHECKPOINT_DIR|MODEL.onnx -o model.so [--header model.h]
 //             [--entry NAME] [--cpu native|NAME] [--bf16-dot auto|on|off]
 //             [--emit so|obj|llvm-dialect]
+//             [--ep N [--placement contiguous|round-robin|balanced]
+//              [--redundant R] [--routing-profile FILE.json]]
 //             [--shape-only] [--time-stages]
 //
 // A Hugging Face checkpoint directory or an ONNX file is imported first
@@ -16,6 +18,11 @@
 // arguments, bound by name when the model is run (moe-run maps them from
 // safetensors files), so they are never baked into the code; constants
 // written in the MLIR are embedded.
+//
+// With --ep N the MoE layers are sharded over N expert-parallel ranks
+// (moe-expert-parallel): one library serves every rank, each binding only
+// its experts' weights (see moe-mlir/Runtime/ExpertParallel.h); run it
+// with moe-run --ep N.
 //
 //===----------------------------------------------------------------------===//
 
@@ -77,6 +84,24 @@ static cl::opt<std::string> bf16Dot(
              "dot products with f32 accumulation: auto (where the CPU has "
              "avx512bf16, default), on or off (exact f32 products)"),
     cl::init("auto"));
+static cl::opt<int> epRanks(
+    "ep", cl::desc("Shard the MoE layers' experts over N expert-parallel "
+                   "ranks (default 1: not sharded)"),
+    cl::value_desc("N"), cl::init(1));
+static cl::opt<std::string> placement(
+    "placement",
+    cl::desc("With --ep: contiguous (default), round-robin or balanced"),
+    cl::init("contiguous"));
+static cl::opt<int> redundant(
+    "redundant",
+    cl::desc("With --ep and --placement balanced: redundant expert replicas "
+             "per layer"),
+    cl::init(0));
+static cl::opt<std::string> routingProfile(
+    "routing-profile",
+    cl::desc("With --placement balanced: a routing profile (JSON) whose "
+             "per-layer expert counts balance the placement"),
+    cl::value_desc("FILE.json"));
 enum class Emit { SharedLibrary, Object, LLVMDialect };
 static cl::opt<Emit> emit(
     "emit", cl::desc("What to write"), cl::init(Emit::SharedLibrary),
@@ -149,6 +174,20 @@ int main(int argc, char **argv) {
   }
 
   moe_mlir::FirstError firstError(&context);
+  if (epRanks < 1)
+    fail("--ep must be at least 1, got " + llvm::Twine(epRanks.getValue()));
+  if (epRanks == 1 && (placement.getNumOccurrences() ||
+                       redundant.getNumOccurrences() ||
+                       routingProfile.getNumOccurrences()))
+    fail("--placement, --redundant and --routing-profile need --ep N > 1");
+  moe_mlir::ExpertParallelOptions parallel;
+  parallel.ranks = epRanks;
+  parallel.placement = placement;
+  parallel.redundant = redundant;
+  parallel.routingProfile = routingProfile;
+  if (failed(moe_mlir::shardExpertParallel(*module, parallel)))
+    fail(inputFile + ": " +
+         firstError.message("could not shard it for expert parallelism"));
   FailureOr<moe_rt::ModelInfo> info =
       moe_mlir::prepareEntry(*module, entryName);
   if (failed(info))

@@ -32,6 +32,25 @@ namespace moe_mlir {
 llvm::FailureOr<moe_rt::ModelInfo> prepareEntry(mlir::ModuleOp module,
                                                 llvm::StringRef entryName);
 
+/// How moe-expert-parallel shards a model (see its pass description).
+struct ExpertParallelOptions {
+  /// The EP degree N (ranks); 1 leaves the module unchanged.
+  int ranks = 1;
+  /// "contiguous", "round-robin" or "balanced".
+  std::string placement = "contiguous";
+  /// Redundant expert replicas per layer (balanced only).
+  int redundant = 0;
+  /// A routing profile (JSON, see moe-mlir/Runtime/Placement.h) whose
+  /// per-layer expert counts the balanced placement uses; empty: uniform.
+  std::string routingProfile;
+};
+
+/// Runs moe-expert-parallel with `options` on the module; call it before
+/// prepareEntry, which records the sharded signature. Errors are emitted on
+/// the module.
+llvm::LogicalResult shardExpertParallel(mlir::ModuleOp module,
+                                        const ExpertParallelOptions &options);
+
 struct LowerOptions {
   /// Code generation choices of the x·Wᵀ kernel (see cpuContractionOptions).
   ContractionOptions contraction;

@@ -33,6 +33,11 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     - `moe.combine`: a gather-based weighted sum, reduction over the slots in
       increasing order, in f32: no atomics, no scatter, the same bits for any
       tiling or thread count.
+    - the expert-parallel ops (`moe.ep_dispatch`, `moe.ep_return`,
+      `moe.ep_home`, `moe.ep_all_gather`, from `moe-expert-parallel`): calls
+      of the runtime's exchange hooks (`moe_ep_*`, declared in the module,
+      defined by the model ABI) on identity-layout buffers; the replica
+      choice and the home-token range are computed in the compiled code.
   }];
   let options = [
     Option<"bf16DotProducts", "bf16-dot-products", "bool", /*default=*/"false",
@@ -41,8 +46,11 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::func::FuncDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect",
     "::mlir::vector::VectorDialect",

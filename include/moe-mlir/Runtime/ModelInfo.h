@@ -10,6 +10,8 @@
 //   weights <path>                            (optional, the rest of the line)
 //   input <name> <dtype> <rank> <dim>...      (one line per argument)
 //   output <name> <dtype> <rank> <dim>...     (one line per result)
+//   expert-parallel <N>                       (optional, see below)
+//   slots <input name> <count> <expert>...    (optional, see below)
 //
 // dtype is one of f32 f16 bf16 i32 i64 u8 bool; a dynamic dimension is -1.
 // Names contain no whitespace. `weights` names the checkpoint the model was
@@ -18,6 +20,13 @@
 // graph initializers became inputs of the same names (see Weights.h). The
 // same record describes a model compiled ahead of time (moe-compile) and
 // one JIT-compiled by moe-run.
+//
+// A model sharded for expert parallelism over N ranks (see
+// ExpertParallel.h) says `expert-parallel N`, and each of its stacked
+// expert-weight inputs of shape [S, ...] (S local expert slots per rank)
+// has a `slots` line after its `input` line listing N * S expert ids:
+// rank r binds the experts ids[r * S .. r * S + S) of that weight, in that
+// order; -1 marks an unused slot (bound to zeros, never routed to).
 //
 //===----------------------------------------------------------------------===//
 
@@ -39,11 +48,17 @@ struct TensorSpec {
   std::string name;
   DType dtype = DType::F32;
   std::vector<int64_t> shape; // -1: dynamic
+  /// Expert-parallel models: the expert of each global slot (N * S ids,
+  /// rank-major, -1 unused) of a stacked expert weight [S, ...]; empty for
+  /// every other input.
+  std::vector<int32_t> slotExperts;
 };
 
 struct ModelInfo {
   std::string entry;
   std::string weightsPath; // empty: none recorded
+  /// The number of ranks the model was sharded for (1: not sharded).
+  int expertParallel = 1;
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
 

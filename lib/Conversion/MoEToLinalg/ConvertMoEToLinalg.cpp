@@ -12,8 +12,11 @@
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -45,6 +48,22 @@ struct ConvertMoEToLinalgPass
     : moe_mlir::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalgPass> {
   using ConvertMoEToLinalgBase::ConvertMoEToLinalgBase;
   void runOnOperation() override {
+    // The expert-parallel ops call the runtime; declare its hooks once.
+    bool parallel = false;
+    getOperation()->walk([&](Operation *op) {
+      if (isa<moe::EpDispatchOp, moe::EpReturnOp, moe::EpHomeOp,
+              moe::EpAllGatherOp>(op))
+        parallel = true;
+    });
+    if (parallel) {
+      auto module = dyn_cast<ModuleOp>(getOperation());
+      if (!module) {
+        getOperation()->emitError(
+            "expert-parallel moe ops must be lowered from a builtin.module");
+        return signalPassFailure();
+      }
+      lowering::declareExpertParallelRuntime(module);
+    }
     RewritePatternSet patterns(&getContext());
     moe::populateMaterializeRouterLogitsPatterns(patterns);
     ContractionOptions options;
@@ -75,6 +94,10 @@ void moe_mlir::populateMoEToLinalgPatterns(RewritePatternSet &patterns,
       ctx, [options](moe::ExpertFfnOp op, PatternRewriter &b) {
         return lowering::lowerExpertFfn(op, b, options);
       });
+  patterns.add<LowerOp<moe::EpDispatchOp>>(ctx, lowering::lowerEpDispatch);
+  patterns.add<LowerOp<moe::EpReturnOp>>(ctx, lowering::lowerEpReturn);
+  patterns.add<LowerOp<moe::EpHomeOp>>(ctx, lowering::lowerEpHome);
+  patterns.add<LowerOp<moe::EpAllGatherOp>>(ctx, lowering::lowerEpAllGather);
   patterns.add<LowerOp<moe::SharedExpertOp>>(
       ctx, [options](moe::SharedExpertOp op, PatternRewriter &b) {
         return lowering::lowerSharedExpert(op, b, options);

@@ -12,6 +12,7 @@
 #include "moe-mlir/Conversion/ContractionOptions.h"
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
 
 namespace moe_mlir::lowering {
@@ -25,6 +26,17 @@ mlir::LogicalResult lowerExpertFfn(moe::ExpertFfnOp op,
 mlir::LogicalResult lowerSharedExpert(moe::SharedExpertOp op,
                                       mlir::PatternRewriter &b,
                                       const ContractionOptions &options);
+
+
+// Expert parallelism (ExpertParallelLowering.cpp): calls of the runtime's
+// hooks, which declareExpertParallelRuntime declares in the module first.
+void declareExpertParallelRuntime(mlir::ModuleOp module);
+mlir::LogicalResult lowerEpDispatch(moe::EpDispatchOp op,
+                                    mlir::PatternRewriter &b);
+mlir::LogicalResult lowerEpReturn(moe::EpReturnOp op, mlir::PatternRewriter &b);
+mlir::LogicalResult lowerEpHome(moe::EpHomeOp op, mlir::PatternRewriter &b);
+mlir::LogicalResult lowerEpAllGather(moe::EpAllGatherOp op,
+                                     mlir::PatternRewriter &b);
 
 } // namespace moe_mlir::lowering
 

@@ -665,3 +665,75 @@ func.func @combine_expert_choice_passthrough(%y: tensor<4x8x16xf32>, %m: tensor<
   %o = moe.combine expert_choice %y, %m, %w passthrough(%x) : (tensor<4x8x16xf32>, tensor<16x4xi32>, tensor<4x8xf32>, tensor<16x16xf32>) -> tensor<16x16xf32>
   return
 }
+
+//===----------------------------------------------------------------------===//
+// Expert-parallel ops
+//===----------------------------------------------------------------------===//
+
+// slot_experts must fill the ranks.
+func.func @ep_dispatch_slots(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{slot_experts has 3 entries, not a positive multiple of ranks = 2}}
+  %r, %c, %s = moe.ep_dispatch %x, %ids ranks = 2 experts = 3 slot_experts = [0, 1, 2]
+      : (tensor<?x8xf32>, tensor<?x2xi32>) -> (tensor<?x8xf32>, tensor<1xi32>, tensor<?xi32>)
+  return
+}
+
+// -----
+
+func.func @ep_dispatch_expert_id(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{slot_experts[1] = 3 is not an expert id in [0, 3) or -1}}
+  %r, %c, %s = moe.ep_dispatch %x, %ids ranks = 2 experts = 3 slot_experts = [0, 3, 1, 2]
+      : (tensor<?x8xf32>, tensor<?x2xi32>) -> (tensor<?x8xf32>, tensor<2xi32>, tensor<?xi32>)
+  return
+}
+
+// -----
+
+func.func @ep_dispatch_unplaced(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expert 2 has no slot in slot_experts}}
+  %r, %c, %s = moe.ep_dispatch %x, %ids ranks = 2 experts = 3 slot_experts = [0, -1, 1, 1]
+      : (tensor<?x8xf32>, tensor<?x2xi32>) -> (tensor<?x8xf32>, tensor<2xi32>, tensor<?xi32>)
+  return
+}
+
+// -----
+
+func.func @ep_dispatch_rows(%x: tensor<4x8xf32>, %ids: tensor<4x2xi32>) {
+  // expected-error @+1 {{result 'rows' must have shape [T*k=8, H=8], got 'tensor<4x8xf32>'}}
+  %r, %c, %s = moe.ep_dispatch %x, %ids ranks = 2 experts = 2 slot_experts = [0, 1]
+      : (tensor<4x8xf32>, tensor<4x2xi32>) -> (tensor<4x8xf32>, tensor<1xi32>, tensor<8xi32>)
+  return
+}
+
+// -----
+
+func.func @ep_dispatch_counts(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{result 'counts' must have shape [S=2], got 'tensor<3xi32>'}}
+  %r, %c, %s = moe.ep_dispatch %x, %ids ranks = 2 experts = 3 slot_experts = [0, 1, 2, -1]
+      : (tensor<?x8xf32>, tensor<?x2xi32>) -> (tensor<?x8xf32>, tensor<3xi32>, tensor<?xi32>)
+  return
+}
+
+// -----
+
+func.func @ep_return_source(%y: tensor<8x16xf32>, %src: tensor<6xi32>, %ids: tensor<4x2xi32>) {
+  // expected-error @+1 {{operand 'source' must have shape [T*k=8], got 'tensor<6xi32>'}}
+  %h = moe.ep_return %y, %src, %ids ranks = 2 : (tensor<8x16xf32>, tensor<6xi32>, tensor<4x2xi32>) -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @ep_home_rank(%x: tensor<?x8xf32>) {
+  // expected-error @+1 {{result must have rank 2}}
+  %h = moe.ep_home %x ranks = 2 : tensor<?x8xf32> -> tensor<?xf32>
+  return
+}
+
+// -----
+
+func.func @ep_all_gather_type(%h: tensor<?x8xf32>, %t: index) {
+  // expected-error @+1 {{result must have the element type of 'input' ('f32'), got 'tensor<?x8xbf16>'}}
+  %o = moe.ep_all_gather %h tokens(%t) ranks = 2 : tensor<?x8xf32> -> tensor<?x8xbf16>
+  return
+}

@@ -419,4 +419,6 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [AttrSizedOperandSegments]> {
   }];
 }
 
+include "moe-mlir/Dialect/MoE/IR/MoEParallelOps.td"
+
 #endif // MOE_MLIR_DIALECT_MOE_IR_MOEOPS_TD

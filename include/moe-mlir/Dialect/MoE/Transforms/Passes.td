@@ -40,4 +40,67 @@ def MoEMaterializeRouterLogits : Pass<"moe-materialize-router-logits"> {
   ];
 }
 
+def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
+  let summary = "Shard the experts of every MoE layer over an expert-parallel group";
+  let description = [{
+    Rewrites the program into the program of one rank of an expert-parallel
+    (EP) group of `ranks` ranks; every rank runs the same program. For each
+    MoE layer (a `moe.combine` in `dropless` or `capacity` mode of the
+    `moe.expert_ffn` of a `moe.dispatch` in the same mode), in program order:
+
+    1. the experts are placed on the ranks (`placement`): `contiguous`
+       (rank r holds a contiguous block; when E % N != 0 the first ranks
+       hold one more), `round-robin` (expert e on rank e mod N) or
+       `balanced` (DeepSeek's EPLB: `redundant` extra replicas of the most
+       loaded experts, then a greedy packing of the E + R replicas onto N
+       ranks of (E + R) / N slots; the per-expert load is the layer's
+       `expert_counts` in the `routing-profile` JSON, else uniform). See
+       moe-mlir/Runtime/Placement.h. Each rank has S local slots (the
+       largest rank's; unused slots are -1).
+    2. the layer becomes: routing (unchanged, replicated) ->
+       `moe.ep_dispatch` (the ragged all-to-all of each home token's rows to
+       the ranks of its experts' replicas) -> `moe.expert_ffn` on the local
+       slots' weights -> `moe.ep_return` (the all-to-all back) ->
+       `moe.combine` of the home tokens (`moe.ep_home` slices of the routing
+       weights and of the passthrough) -> `moe.ep_all_gather` (every rank
+       gets every token back). Capacity-mode layers keep their
+       `moe.dispatch` for its admission decisions and exchange the
+       admitted assignments only.
+    3. every weight of the layer's `moe.expert_ffn` must be an argument of
+       the enclosing function used by that op alone: its type becomes
+       [S, ...] and its `moe.expert_slots` argument attribute lists the
+       expert of every global slot (`ranks` x S ids, rank-major, -1
+       unused), which the runtime uses to bind each rank's experts.
+
+    The function gets `moe.expert_parallel = ranks`. Attention, dense and
+    shared-expert layers stay replicated. Each assignment is computed by
+    exactly the kernel, and combined in exactly the order, of the unsharded
+    layer, so every rank's results are bitwise those of the unsharded
+    program. Expert-choice layers, weights that are not function arguments
+    and placements that cannot hold the experts (e.g. E < ranks, or E + R
+    not a multiple of ranks for `balanced`) are errors.
+  }];
+  let options = [
+    Option<"ranks", "ranks", "int64_t", /*default=*/"1",
+           "The expert-parallel degree N (1: leave the module unchanged)">,
+    Option<"placement", "placement", "std::string", /*default=*/"\"contiguous\"",
+           "contiguous, round-robin or balanced">,
+    Option<"redundant", "redundant", "int64_t", /*default=*/"0",
+           "Redundant expert replicas per layer (balanced only)">,
+    Option<"routingProfile", "routing-profile", "std::string",
+           /*default=*/"\"\"",
+           "A routing profile (JSON) whose per-layer expert counts balance "
+           "the placement">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+  let statistics = [
+    Statistic<"numLayers", "layers-sharded",
+              "Number of MoE layers sharded over the ranks">,
+  ];
+}
+
 #endif // MOE_MLIR_DIALECT_MOE_TRANSFORMS_PASSES_TD
