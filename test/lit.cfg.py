@@ -61,3 +61,14 @@ for feature, present in [
 ]:
     if present:
         config.available_features.add(feature)
+
+# mpirun with options that work on a loopback-only machine as root (shared
+# memory and self transports), for the expert-parallel tests under MPI;
+# empty when the all-to-all MPI backend was not built or mpirun is missing.
+import shutil as _shutil
+
+_ep_mpirun = ""
+if getattr(config, "moe_mlir_have_a2a_mpi", False) and _shutil.which("mpirun"):
+    _ep_mpirun = ("mpirun --allow-run-as-root --oversubscribe --mca btl "
+                  "self,vader --mca btl_vader_single_copy_mechanism none")
+config.substitutions.append(("%ep_mpirun", _ep_mpirun))

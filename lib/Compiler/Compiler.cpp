@@ -237,6 +237,12 @@ LogicalResult shardExpertParallel(ModuleOp module,
   return pm.run(module);
 }
 
+LogicalResult exposeRouting(ModuleOp module) {
+  PassManager pm(module.getContext(), ModuleOp::getOperationName());
+  pm.addPass(moe::createMoEExposeRouting());
+  return pm.run(module);
+}
+
 LogicalResult lowerForCpu(ModuleOp module, const LowerOptions &options) {
   PassManager pm(module.getContext(), ModuleOp::getOperationName());
   if (failed(buildCpuPipeline(pm, options.contraction)))

@@ -51,6 +51,11 @@ struct ExpertParallelOptions {
 llvm::LogicalResult shardExpertParallel(mlir::ModuleOp module,
                                         const ExpertParallelOptions &options);
 
+/// Runs moe-expose-routing: every token-choice router's expert choices
+/// become extra results `routing.<layer>.e<E>` (for recording a routing
+/// profile); call it before prepareEntry.
+llvm::LogicalResult exposeRouting(mlir::ModuleOp module);
+
 struct LowerOptions {
   /// Code generation choices of the x·Wᵀ kernel (see cpuContractionOptions).
   ContractionOptions contraction;

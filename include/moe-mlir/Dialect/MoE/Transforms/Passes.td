@@ -103,4 +103,21 @@ def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
   ];
 }
 
+def MoEExposeRouting : Pass<"moe-expose-routing", "::mlir::ModuleOp"> {
+  let summary = "Return every router's expert choices as extra results";
+  let description = [{
+    Appends the `indices` ([T, k] expert ids, -1 for a dropped assignment)
+    of every token-choice `moe.route` of each public function to its
+    results, named `routing.<layer>.e<E>` (`moe.name`; E the number of
+    experts), layers numbered from 0 in program order. Runners use them to record a routing profile of real
+    inputs (`moe-run --record-routing`), the input of the balanced expert
+    placement and of `moe-plan`. Expert-choice routers (whose indices are
+    token ids, not expert ids) are not exposed. Nothing else changes.
+  }];
+  let statistics = [
+    Statistic<"numExposed", "routers-exposed",
+              "Number of moe.route results returned">,
+  ];
+}
+
 #endif // MOE_MLIR_DIALECT_MOE_TRANSFORMS_PASSES_TD
