@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Runtime/Invoke.h"
+#include "moe-mlir/Runtime/ExpertParallel.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -78,6 +79,24 @@ Status invoke(InvokeFn fn, const ModelInfo &info,
     return Status::error("@" + info.entry + " takes " +
                          std::to_string(info.inputs.size()) + " inputs, got " +
                          std::to_string(inputs.size()));
+  // An expert-parallel model runs as one rank of its group: the calling
+  // thread's current rank.
+  ExpertParallelRank *ep = ExpertParallelRank::current();
+  if (info.expertParallel > 1) {
+    std::string n = std::to_string(info.expertParallel);
+    std::string sharded = "@" + info.entry +
+                          ": the model is sharded for expert parallelism "
+                          "over " +
+                          n + " ranks";
+    if (!ep)
+      return Status::error(sharded + "; run it as one rank of an EP group of " +
+                           n + " (moe-run --ep " + n + ")");
+    if (ep->size() != info.expertParallel)
+      return Status::error(sharded + ", but this thread's EP group has " +
+                           std::to_string(ep->size()));
+    if (ep->failed())
+      return Status::error(ep->error());
+  }
   std::vector<std::vector<int64_t>> descs;
   std::set<int64_t> inputPtrs;
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -107,15 +126,27 @@ Status invoke(InvokeFn fn, const ModelInfo &info,
     args.push_back(results.data());
   for (auto &d : descs)
     args.push_back(d.data());
+  uint64_t withoutRank = ExpertParallelRank::callsWithoutRank();
   fn(args.data());
+
+  // A failed exchange (or a hook called where no rank was current) leaves
+  // meaningless results: they are freed, not returned.
+  Status status = Status::success();
+  if (info.expertParallel > 1 && ep->failed())
+    status = Status::error(ep->error());
+  else if (ExpertParallelRank::callsWithoutRank() != withoutRank)
+    status = Status::error("@" + info.entry +
+                           ": the model called its expert-parallel hooks "
+                           "with no expert-parallel rank on this thread");
 
   // Copy every result before freeing any buffer: two results (or a result
   // and a view of it) may share one allocation.
-  outputs.assign(info.outputs.size(), Array());
+  outputs.assign(status ? info.outputs.size() : 0, Array());
   std::vector<int64_t> allocs;
   size_t at = 0;
   for (size_t i = 0; i < info.outputs.size(); ++i) {
-    copyResult(results.data() + at, info.outputs[i], outputs[i]);
+    if (status)
+      copyResult(results.data() + at, info.outputs[i], outputs[i]);
     allocs.push_back(results[at]);
     at += descriptorWords(info.outputs[i].shape.size());
   }
@@ -123,7 +154,7 @@ Status invoke(InvokeFn fn, const ModelInfo &info,
   for (int64_t alloc : allocs)
     if (alloc && !inputPtrs.count(alloc) && freed.insert(alloc).second)
       std::free(reinterpret_cast<void *>(alloc));
-  return Status::success();
+  return status;
 }
 
 } // namespace moe_rt

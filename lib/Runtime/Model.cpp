@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe-mlir/Runtime/Model.h"
+#include "moe-mlir/Runtime/ExpertParallel.h"
 #include "moe-mlir/Runtime/ThreadPool.h"
 
 #include <dlfcn.h>
@@ -37,6 +38,11 @@ Status CompiledModel::load(const std::string &path,
   if (auto setPool = reinterpret_cast<SetPoolFn>(
           dlsym(handle, "moe_model_set_parallel_for")))
     setPool(reinterpret_cast<void *>(&moe_rt_parallel_for));
+  // Expert-parallel models move tokens through the runtime's hooks.
+  using SetHooksFn = void (*)(const MoeEpHooks *);
+  if (auto setHooks = reinterpret_cast<SetHooksFn>(
+          dlsym(handle, "moe_model_set_expert_parallel")))
+    setHooks(expertParallelHooks());
   out = std::move(model);
   return Status::success();
 }

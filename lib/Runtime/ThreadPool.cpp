@@ -113,12 +113,32 @@ std::mutex poolMutex;
 std::unique_ptr<Pool> pool;
 int requestedThreads = 0;
 
-Pool &thePool() {
+/// Held by the one caller whose loop the pool runs. Pool::run serves one
+/// caller at a time; the pool is only created or replaced under it.
+std::mutex runMutex;
+
+int wantedThreads() {
   std::lock_guard<std::mutex> lock(poolMutex);
-  int want = requestedThreads ? requestedThreads : defaultThreads();
+  return requestedThreads ? requestedThreads : defaultThreads();
+}
+
+/// The pool, (re)created with the wanted size; the caller holds runMutex.
+Pool &thePool() {
+  int want = wantedThreads();
+  std::lock_guard<std::mutex> lock(poolMutex);
   if (!pool || pool->threads() != want)
     pool = std::make_unique<Pool>(want);
   return *pool;
+}
+
+/// Runs the whole loop on the calling thread, as a task (its nested loops
+/// too).
+void runInline(ParallelTask task, void *closure, int64_t n) {
+  bool outer = !insideTask;
+  insideTask = true;
+  task(closure, 0, n);
+  if (outer)
+    insideTask = false;
 }
 
 } // namespace
@@ -130,15 +150,25 @@ void parallelFor(ParallelTask task, void *closure, int64_t n) {
     task(closure, 0, n);
     return;
   }
+  // Several threads may run models at once (the ranks of an in-process
+  // expert-parallel group): one gets the pool, the others run their loops
+  // on their own threads. Iterations are independent, so the results are
+  // the same either way.
+  std::unique_lock<std::mutex> busy(runMutex, std::try_to_lock);
+  if (!busy.owns_lock()) {
+    runInline(task, closure, n);
+    return;
+  }
   Pool &p = thePool();
   if (p.threads() == 1) {
-    task(closure, 0, n);
+    busy.unlock();
+    runInline(task, closure, n);
     return;
   }
   p.run(task, closure, n);
 }
 
-int numThreads() { return thePool().threads(); }
+int numThreads() { return wantedThreads(); }
 
 void setNumThreads(int threads) {
   std::lock_guard<std::mutex> lock(poolMutex);

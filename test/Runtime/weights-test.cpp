@@ -4,12 +4,15 @@
 //
 // moe-weights-unittests DIR: writes small safetensors files into DIR and
 // checks weight binding (plain and stacked names, in place or gathered,
-// converted between float types, errors) and the language-model session
+// converted between float types, errors; the expert slots of one rank of
+// an expert-parallel model) and the language-model session
 // (caches carried between calls, greedy argmax with ties, token checks)
 // against a model function written in C++.
 //
 //===----------------------------------------------------------------------===//
 
+#include "moe-mlir/Runtime/AllToAll.h"
+#include "moe-mlir/Runtime/ExpertParallel.h"
 #include "moe-mlir/Runtime/LanguageModel.h"
 #include "moe-mlir/Runtime/Weights.h"
 
@@ -112,14 +115,14 @@ static void weightChecks(const std::string &dir) {
   WeightSet in;
   check(static_cast<bool>(in.addCheckpoint(inOrder)), "open in-order file");
   TensorView view;
-  Status st = in.bind(TensorSpec{"e.*.w", DType::F32, {3, 2, 3}}, view);
+  Status st = in.bind(TensorSpec{"e.*.w", DType::F32, {3, 2, 3}, {}}, view);
   check(st && view.shape == std::vector<int64_t>{3, 2, 3} && at(view, 0) == 0 &&
             at(view, 6) == 100 && at(view, 17) == 205 && in.copiedBytes() == 0,
         "stacked experts stored in order are bound in place", st.message);
-  st = in.bind(TensorSpec{"plain", DType::F32, {4}}, view);
+  st = in.bind(TensorSpec{"plain", DType::F32, {4}, {}}, view);
   check(st && at(view, 3) == 10 && in.copiedBytes() == 0,
         "plain tensor bound in place", st.message);
-  st = in.bind(TensorSpec{"plain", DType::BF16, {4}}, view);
+  st = in.bind(TensorSpec{"plain", DType::BF16, {4}, {}}, view);
   check(st && view.dtype == DType::BF16 && in.copiedBytes() == 8,
         "plain tensor converted to the model's bf16", st.message);
 
@@ -128,22 +131,117 @@ static void weightChecks(const std::string &dir) {
                        f32Tensor("e.0.w", {2, 3}, 0)});
   WeightSet sh;
   sh.addCheckpoint(shuffled);
-  st = sh.bind(TensorSpec{"e.*.w", DType::F32, {3, 2, 3}}, view);
+  st = sh.bind(TensorSpec{"e.*.w", DType::F32, {3, 2, 3}, {}}, view);
   check(st && at(view, 0) == 0 && at(view, 6) == 100 && at(view, 12) == 200 &&
             at(view, 17) == 205 && sh.copiedBytes() == 72,
         "stacked experts out of order and of mixed dtypes are gathered",
         st.message);
-  st = sh.bind(TensorSpec{"e.*.w", DType::F32, {4, 2, 3}}, view);
+  st = sh.bind(TensorSpec{"e.*.w", DType::F32, {4, 2, 3}, {}}, view);
   check(!st && st.message.find("no tensor 'e.3.w' (element 3 of 'e.*.w')") !=
                    std::string::npos,
         "a missing expert is named", st.message);
-  st = sh.bind(TensorSpec{"e.*.w", DType::F32, {3, 3, 2}}, view);
+  st = sh.bind(TensorSpec{"e.*.w", DType::F32, {3, 3, 2}, {}}, view);
   check(!st && st.message.find("tensor 'e.0.w' has shape [2, 3], expected [3, 2]") !=
                    std::string::npos,
         "an expert of the wrong shape is named", st.message);
-  st = sh.bind(TensorSpec{"nothing", DType::F32, {1}}, view);
+  st = sh.bind(TensorSpec{"nothing", DType::F32, {1}, {}}, view);
   check(!st && st.message.find("no tensor 'nothing'") != std::string::npos,
         "a missing tensor is named", st.message);
+}
+
+static bool has(const Status &st, const std::string &part) {
+  return !st && st.message.find(part) != std::string::npos;
+}
+
+/// The expert slots of one rank of an expert-parallel model: bindSlots and
+/// bind() under a rank, from per-expert tensors and from one [E, ...]
+/// tensor.
+static void slotChecks(const std::string &dir) {
+  std::string inOrder = dir + "/in-order.safetensors";
+  WeightSet in;
+  in.addCheckpoint(inOrder);
+  TensorView view;
+  // Two ranks of two slots; expert 3 of a 3-expert layer is missing: -1.
+  TensorSpec spec{"e.*.w", DType::F32, {2, 2, 3}, {0, 1, 2, -1}};
+  check(in.provides(spec), "an expert-slot input is provided");
+  Status st = in.bindSlots(spec, {1, 2}, view);
+  check(st && at(view, 0) == 100 && at(view, 6) == 200 && at(view, 11) == 205 &&
+            in.copiedBytes() == 0,
+        "consecutive expert slots stored in order are bound in place",
+        st.message);
+  st = in.bindSlots(spec, {2, -1}, view);
+  check(st && at(view, 0) == 200 && at(view, 5) == 205 && at(view, 6) == 0 &&
+            at(view, 11) == 0 && in.copiedBytes() == 48,
+        "expert slots are gathered, an unused slot is zeros", st.message);
+  const void *first = view.data;
+  st = in.bindSlots(spec, {2, -1}, view);
+  check(st && view.data == first && in.copiedBytes() == 48,
+        "the same slots bound twice share one copy", st.message);
+  st = in.bindSlots(spec, {3, 0}, view);
+  check(has(st, "in-order.safetensors: no tensor 'e.3.w' (expert 3, slot 0 "
+                "of 'e.*.w')"),
+        "a missing expert of a slot is named", st.message);
+  st = in.bindSlots(spec, {0}, view);
+  check(has(st, "input 'e.*.w' of shape [2, 2, 3]: 1 experts for its slots"),
+        "a wrong number of slot experts is an error", st.message);
+  st = in.bind(spec, view);
+  check(has(st, "input 'e.*.w' holds the expert slots of 2 ranks (an "
+                "expert-parallel model): bind it for one rank of an EP "
+                "group"),
+        "bind() of an expert-slot input needs a rank", st.message);
+  MoeA2A *group[3] = {nullptr, nullptr, nullptr};
+  if (moeA2ACreateLocalGroup(2, 5.0, group) == MOE_A2A_OK) {
+    ExpertParallelRank rank1(group[1]);
+    ExpertParallelRank::Scope scope(rank1);
+    st = in.bind(spec, view);
+    check(st && view.data == first, "bind() takes the current rank's slots",
+          st.message);
+  }
+  moeA2ADestroy(group[0]);
+  moeA2ADestroy(group[1]);
+  if (moeA2ACreateLocalGroup(3, 5.0, group) == MOE_A2A_OK) {
+    ExpertParallelRank rank0(group[0]);
+    ExpertParallelRank::Scope scope(rank0);
+    st = in.bind(spec, view);
+    check(has(st, "holds the expert slots of 2 ranks, but this thread's EP "
+                  "group has 3"),
+          "bind() under a rank of another group size", st.message);
+  }
+  for (MoeA2A *h : group)
+    moeA2ADestroy(h);
+
+  // One tensor [E, ...] with every expert (as an ONNX initializer).
+  std::string stacked = dir + "/all-experts.safetensors";
+  writeFile(stacked, {f32Tensor("all", {3, 2, 3}, 1),
+                      bf16Tensor("all16", {3, 2, 3}, 1)});
+  WeightSet all;
+  all.addCheckpoint(stacked);
+  TensorSpec allSpec{"all", DType::F32, {2, 2, 3}, {}};
+  check(all.provides(allSpec), "an [E, ...] tensor is provided");
+  st = all.bindSlots(allSpec, {1, 2}, view);
+  check(st && at(view, 0) == 7 && at(view, 6) == 13 && all.copiedBytes() == 0,
+        "consecutive rows of an [E, ...] tensor are bound in place",
+        st.message);
+  st = all.bindSlots(allSpec, {2, 0}, view);
+  check(st && at(view, 0) == 13 && at(view, 6) == 1 && at(view, 11) == 6 &&
+            all.copiedBytes() == 48,
+        "rows of an [E, ...] tensor are gathered", st.message);
+  st = all.bindSlots(allSpec, {-1, 0}, view);
+  check(st && at(view, 0) == 0 && at(view, 5) == 0 && at(view, 6) == 1,
+        "an unused slot of an [E, ...] tensor is zeros", st.message);
+  st = all.bindSlots(TensorSpec{"all16", DType::F32, {2, 2, 3}, {}}, {2, 1},
+                     view);
+  check(st && at(view, 0) == 13 && at(view, 6) == 7,
+        "rows of a bf16 [E, ...] tensor are converted", st.message);
+  st = all.bindSlots(allSpec, {3, 0}, view);
+  check(has(st, "all-experts.safetensors: tensor 'all' holds 3 experts; slot "
+                "0 takes expert 3"),
+        "an expert out of range is named", st.message);
+  st =
+      all.bindSlots(TensorSpec{"all", DType::F32, {2, 3, 2}, {}}, {0, 1}, view);
+  check(has(st, "tensor 'all' has shape [3, 2, 3], expected [?, 3, 2] "
+                "(experts along the first dimension)"),
+        "an [E, ...] tensor of the wrong shape is named", st.message);
 }
 
 /// A fake language model with V = 4: logits[s] is one-hot at
@@ -152,11 +250,11 @@ static void weightChecks(const std::string &dir) {
 static ModelInfo fakeInfo() {
   ModelInfo info;
   info.entry = "forward";
-  info.inputs = {{"input_ids", DType::I64, {-1}},
-                 {"cache.0.k", DType::F32, {-1, 1}},
-                 {"plain", DType::F32, {4}}};
-  info.outputs = {{"logits", DType::F32, {-1, 4}},
-                  {"cache.0.k", DType::F32, {-1, 1}}};
+  info.inputs = {{"input_ids", DType::I64, {-1}, {}},
+                 {"cache.0.k", DType::F32, {-1, 1}, {}},
+                 {"plain", DType::F32, {4}, {}}};
+  info.outputs = {{"logits", DType::F32, {-1, 4}, {}},
+                  {"cache.0.k", DType::F32, {-1, 1}, {}}};
   return info;
 }
 
@@ -230,6 +328,7 @@ int main(int argc, char **argv) {
   }
   std::string dir = argv[1];
   weightChecks(dir);
+  slotChecks(dir);
   languageModelChecks(dir);
   if (failures) {
     std::printf("moe-weights-unittests: %d of %d checks FAILED\n", failures,

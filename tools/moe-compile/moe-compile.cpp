@@ -7,6 +7,7 @@
 //             [--emit so|obj|llvm-dialect]
 //             [--ep N [--placement contiguous|round-robin|balanced]
 //              [--redundant R] [--routing-profile FILE.json]]
+//             [--expose-routing]
 //             [--shape-only] [--time-stages]
 //
 // A Hugging Face checkpoint directory or an ONNX file is imported first
@@ -22,7 +23,9 @@
 // With --ep N the MoE layers are sharded over N expert-parallel ranks
 // (moe-expert-parallel): one library serves every rank, each binding only
 // its experts' weights (see moe-mlir/Runtime/ExpertParallel.h); run it
-// with moe-run --ep N.
+// with moe-run --ep N. With --expose-routing every router's expert choices
+// are extra outputs (routing.<layer>.e<E>), which moe-run --record-routing
+// writes to a routing profile.
 //
 //===----------------------------------------------------------------------===//
 
@@ -102,6 +105,10 @@ static cl::opt<std::string> routingProfile(
     cl::desc("With --placement balanced: a routing profile (JSON) whose "
              "per-layer expert counts balance the placement"),
     cl::value_desc("FILE.json"));
+static cl::opt<bool> exposeRouting(
+    "expose-routing",
+    cl::desc("Return every router's expert choices as extra outputs "
+             "routing.<layer>.e<E> (for moe-run --record-routing)"));
 enum class Emit { SharedLibrary, Object, LLVMDialect };
 static cl::opt<Emit> emit(
     "emit", cl::desc("What to write"), cl::init(Emit::SharedLibrary),
@@ -180,6 +187,8 @@ int main(int argc, char **argv) {
                        redundant.getNumOccurrences() ||
                        routingProfile.getNumOccurrences()))
     fail("--placement, --redundant and --routing-profile need --ep N > 1");
+  if (exposeRouting && failed(moe_mlir::exposeRouting(*module)))
+    fail(inputFile + ": " + firstError.message("could not expose the routing"));
   moe_mlir::ExpertParallelOptions parallel;
   parallel.ranks = epRanks;
   parallel.placement = placement;

@@ -26,9 +26,33 @@
 // [A-Za-z0-9._-] replaced by '_' (ONNX names often hold '/' or ':'). bf16
 // and f16 tensors are read from float32 (or float16) .npy files, rounded to
 // nearest even; f16 results are written as float16, bf16 results (NumPy
-// has no bfloat16) as float32. With --repeat N the model runs once to warm up, then N times, and
-// the median time per run goes to stderr. Every error is one line on stderr
-// and exit status 1; no output file is written unless the run succeeded.
+// has no bfloat16) as float32. With --repeat N the model runs once to warm
+// up, then N times, and the median time per run goes to stderr. Every error
+// is one line on stderr and exit status 1; no output file is written unless
+// the run succeeded.
+//
+// Expert parallelism (see moe-mlir/Runtime/ExpertParallel.h):
+//
+// moe-run MODEL ... --ep N [--backend local|mpi]
+//         [--placement contiguous|round-robin|balanced] [--redundant R]
+//         [--routing-profile FILE.json]
+//
+// runs the model as an EP group of N ranks: each rank holds its own expert
+// slots' weights and runs the whole step on the same inputs, exchanging
+// tokens with the others at each MoE layer. An MLIR, ONNX or checkpoint
+// model is sharded here (moe-expert-parallel, with --placement, --redundant
+// and --routing-profile); a .so from `moe-compile --ep N` has its placement
+// compiled in and must be run with the same --ep. --backend local (the
+// default) runs the ranks as threads of this process; --backend mpi runs
+// one rank per process of an MPI job (mpirun -np N moe-run ... --ep N
+// --backend mpi). Rank 0 writes the outputs and prints; any rank's failure
+// ends every rank (one line on stderr, exit status 1, no output files).
+//
+// --record-routing FILE.json writes the experts every token-choice router
+// chose in the runs (prefill and decode steps; not the --repeat timed
+// runs), per MoE layer, as a routing profile (Runtime/Placement.h): the
+// input of moe-plan and of --placement balanced. A library must have been
+// compiled with moe-compile --expose-routing.
 //
 //===----------------------------------------------------------------------===//
 
@@ -36,10 +60,13 @@
 #include "moe-mlir/Import/HF/Importer.h"
 #include "moe-mlir/Import/ONNX/Importer.h"
 #include "moe-mlir/InitAll.h"
+#include "moe-mlir/Runtime/AllToAll.h"
+#include "moe-mlir/Runtime/ExpertParallel.h"
 #include "moe-mlir/Runtime/Invoke.h"
 #include "moe-mlir/Runtime/LanguageModel.h"
 #include "moe-mlir/Runtime/Model.h"
 #include "moe-mlir/Runtime/Npy.h"
+#include "moe-mlir/Runtime/Placement.h"
 #include "moe-mlir/Runtime/SafeTensors.h"
 #include "moe-mlir/Runtime/ThreadPool.h"
 #include "moe-mlir/Runtime/Weights.h"
@@ -71,6 +98,7 @@
 #include <cstring>
 #include <set>
 #include <sys/stat.h>
+#include <thread>
 
 using namespace mlir;
 namespace cl = llvm::cl;
@@ -135,8 +163,55 @@ static cl::opt<unsigned>
            cl::desc("Run N timed times after a warm-up; median time to stderr"),
            cl::init(0));
 
+static cl::opt<int>
+    epRanks("ep",
+            cl::desc("Run the model as an expert-parallel group of N ranks "
+                     "(default 1: no expert parallelism)"),
+            cl::value_desc("N"), cl::init(1));
+static cl::opt<std::string>
+    epBackend("backend",
+              cl::desc("With --ep: how the ranks exchange tokens: local "
+                       "(threads of this process, default) or mpi (one "
+                       "rank per MPI process)"),
+              cl::value_desc("local|mpi|nccl"), cl::init("local"));
+static cl::opt<std::string> epPlacement(
+    "placement",
+    cl::desc("With --ep, MLIR/ONNX/checkpoint models: where the experts go: "
+             "contiguous (default), round-robin or balanced"),
+    cl::init("contiguous"));
+static cl::opt<int> epRedundant(
+    "redundant",
+    cl::desc("With --ep and --placement balanced: redundant expert replicas "
+             "per layer"),
+    cl::value_desc("R"), cl::init(0));
+static cl::opt<std::string> epRoutingProfile(
+    "routing-profile",
+    cl::desc("With --ep and --placement balanced: the routing profile whose "
+             "expert loads the placement balances"),
+    cl::value_desc("FILE.json"));
+
+static cl::opt<std::string> recordRouting(
+    "record-routing",
+    cl::desc("Write the experts every router chose, per layer, as a routing "
+             "profile (moe-plan --profile, --placement balanced): MLIR, "
+             "checkpoint and ONNX inputs, or a library compiled with "
+             "moe-compile --expose-routing"),
+    cl::value_desc("FILE.json"));
+
+/// The MPI group of this process (--backend mpi): a failure leaves it, so
+/// the peers fail promptly instead of waiting for their timeout.
+static MoeA2A *mpiGroup = nullptr;
+
 [[noreturn]] static void fail(const llvm::Twine &message) {
-  llvm::errs() << "moe-run: " << message << "\n";
+  std::string text = message.str();
+  if (mpiGroup) {
+    moeA2AAbort(mpiGroup, text.c_str());
+    // Name the rank (the expert-parallel errors name it already).
+    if (!llvm::StringRef(text).starts_with("expert parallel rank "))
+      text = "rank " + std::to_string(moeA2ARank(mpiGroup)) + ": " + text;
+  }
+  // One write: the ranks of an MPI job share stderr.
+  llvm::errs() << "moe-run: " + text + "\n";
   std::exit(1);
 }
 
@@ -208,6 +283,21 @@ static void jitCompile(Runnable &r, OwningOpRef<ModuleOp> module,
                        const std::string &origin,
                        moe_mlir::Progress &progress) {
   moe_mlir::FirstError firstError(module->getContext());
+  if (!recordRouting.empty() && failed(moe_mlir::exposeRouting(*module)))
+    fail(origin + ": " + firstError.message("could not expose its routing"));
+  if (epRanks > 1) {
+    progress.update("sharding for expert parallelism", 0, 0, true);
+    moe_mlir::ExpertParallelOptions ep;
+    ep.ranks = epRanks;
+    ep.placement = epPlacement;
+    ep.redundant = epRedundant;
+    ep.routingProfile = epRoutingProfile;
+    if (failed(moe_mlir::shardExpertParallel(*module, ep)))
+      fail(origin + ": " +
+           firstError.message("could not shard it for expert parallelism "
+                              "over " +
+                              std::to_string(epRanks) + " ranks"));
+  }
   FailureOr<moe_rt::ModelInfo> info =
       moe_mlir::prepareEntry(*module, entryName);
   if (failed(info))
@@ -246,6 +336,11 @@ static void jitCompile(Runnable &r, OwningOpRef<ModuleOp> module,
         reinterpret_cast<void *>(&moe_rt_parallel_for));
   else
     llvm::consumeError(setPool.takeError());
+  if (auto setHooks = r.engine->lookup("moe_model_set_expert_parallel"))
+    reinterpret_cast<void (*)(const MoeEpHooks *)> (*setHooks)(
+        moe_rt::expertParallelHooks());
+  else
+    llvm::consumeError(setHooks.takeError());
   progress.clear();
 }
 
@@ -326,66 +421,342 @@ static std::vector<int64_t> parseTokens(const std::string &text) {
   return tokens;
 }
 
-/// --tokens: prefill, logits, greedy generation.
-static int runLanguageModel(Runnable &model, moe_rt::WeightSet &weights,
-                            const std::vector<int64_t> &prompt,
-                            moe_mlir::Progress &progress) {
-  moe_rt::RunFn run = [&](const std::vector<moe_rt::TensorView> &inputs,
-                          std::vector<moe_rt::Array> &outputs) {
-    return model.library ? model.library->run(inputs, outputs)
-                         : moe_rt::invoke(model.invoke, model.info, inputs,
-                                          outputs);
+namespace {
+/// --record-routing: the outputs routing.<layer>.e<E> ([T, k] expert ids)
+/// of every recorded run, accumulated into a routing profile. Every rank
+/// routes the same tokens; rank 0 (or the one plain run) records.
+struct RoutingRecorder {
+  struct Layer {
+    int output = -1;
+    int64_t experts = 0;
   };
-  std::unique_ptr<moe_rt::LanguageModel> lm;
-  moe_rt::Status st = moe_rt::LanguageModel::create(
-      model.info, run, weights, lm, [&](size_t done, size_t total) {
-        progress.update("binding weights", done, total);
-      });
-  progress.clear();
-  if (!st)
-    fail(st.message);
-  for (size_t i = 0; i < prompt.size(); ++i)
-    if (prompt[i] >= lm->vocabSize())
-      fail("--tokens: token id " + llvm::Twine(prompt[i]) + " (position " +
-           llvm::Twine(i) + ") is outside the vocabulary [0, " +
-           llvm::Twine(lm->vocabSize()) + ")");
+  std::vector<Layer> layers;
+  moe_rt::RoutingProfile profile;
+  bool paused = false; // --repeat's timed runs repeat the first
 
-  if (!logitsOut.empty()) {
-    moe_rt::Array logits;
-    if (moe_rt::Status s = lm->forward(prompt, logits); !s)
-      fail(s.message);
-    if (moe_rt::Status s = moe_rt::writeNpy(logitsOut, logits); !s)
-      fail(s.message);
+  /// Finds the routing outputs of `info`; false when it has none.
+  bool attach(const moe_rt::ModelInfo &info) {
+    for (size_t o = 0; o < info.outputs.size(); ++o) {
+      llvm::StringRef name(info.outputs[o].name);
+      if (!name.consume_front("routing."))
+        continue;
+      auto [index, experts] = name.split(".e");
+      unsigned layer;
+      int64_t e;
+      if (index.getAsInteger(10, layer) || experts.getAsInteger(10, e) ||
+          e < 1 || info.outputs[o].shape.size() != 2)
+        continue;
+      if (layers.size() <= layer)
+        layers.resize(layer + 1);
+      layers[layer] = {static_cast<int>(o), e};
+    }
+    for (const Layer &l : layers)
+      if (l.output < 0)
+        return false;
+    return !layers.empty();
   }
-  if (generateCount >= 0) {
-    std::vector<int64_t> generated;
-    moe_rt::GenerationStats stats;
-    moe_rt::Array stepLogits;
-    if (moe_rt::Status s =
-            lm->generate(prompt, generateCount, generated, &stats,
-                         generateLogitsOut.empty() ? nullptr : &stepLogits);
-        !s)
-      fail(s.message);
+
+  moe_rt::Status record(const std::vector<moe_rt::Array> &outputs) {
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const moe_rt::Array &ids = outputs[layers[l].output];
+      int64_t tokens = ids.shape[0], k = ids.shape[1];
+      if (profile.layers.empty()) {
+        profile.numExperts = static_cast<int>(layers[0].experts);
+        profile.topK = static_cast<int>(k);
+        profile.layers.resize(layers.size());
+        for (size_t i = 0; i < layers.size(); ++i) {
+          profile.layers[i].layer = static_cast<int>(i);
+          profile.layers[i].expertCounts.assign(profile.numExperts, 0);
+        }
+      }
+      if (layers[l].experts != profile.numExperts || k != profile.topK)
+        return moe_rt::Status::error(
+            "--record-routing: MoE layer " + std::to_string(l) + " has " +
+            std::to_string(layers[l].experts) + " experts and k = " +
+            std::to_string(k) + ", layer 0 " +
+            std::to_string(profile.numExperts) + " and k = " +
+            std::to_string(profile.topK) +
+            "; a routing profile has one expert count and k");
+      moe_rt::RoutingLayer &layer = profile.layers[l];
+      const int32_t *data = reinterpret_cast<const int32_t *>(ids.data.data());
+      for (int64_t i = 0; i < tokens * k; ++i) {
+        // Dropped assignments (-1, capacity) count for no expert; the
+        // assignment lists keep them.
+        if (data[i] >= 0 && data[i] < profile.numExperts)
+          ++layer.expertCounts[data[i]];
+        layer.assignments.push_back(data[i]);
+      }
+      if (l == 0)
+        profile.tokens += tokens;
+    }
+    return moe_rt::Status::success();
+  }
+};
+RoutingRecorder *routingRecorder = nullptr;
+} // namespace
+
+static moe_rt::Status runModel(Runnable &model,
+                               const std::vector<moe_rt::TensorView> &views,
+                               std::vector<moe_rt::Array> &outputs) {
+  moe_rt::Status st =
+      model.library
+          ? model.library->run(views, outputs)
+          : moe_rt::invoke(model.invoke, model.info, views, outputs);
+  if (!st || !routingRecorder || routingRecorder->paused)
+    return st;
+  moe_rt::ExpertParallelRank *rank = moe_rt::ExpertParallelRank::current();
+  if (rank && rank->rank() != 0)
+    return st;
+  return routingRecorder->record(outputs);
+}
+
+namespace {
+/// What one rank runs on: the inputs of a plain run, or a language-model
+/// session (which binds its own).
+struct RankInputs {
+  std::vector<moe_rt::TensorView> views;
+  std::unique_ptr<moe_rt::LanguageModel> lm;
+};
+
+/// What one rank's run produced (rank 0's is written).
+struct RunResult {
+  std::vector<moe_rt::Array> outputs;
+  std::vector<double> ms; // --repeat
+  moe_rt::Array logits;
+  std::vector<int64_t> generated;
+  moe_rt::GenerationStats stats;
+  moe_rt::Array stepLogits;
+};
+} // namespace
+
+/// Binds the inputs of each rank in `ranks` (EP ranks `eps`, null without
+/// expert parallelism): --input files, loaded once into `owned` and shared,
+/// else the checkpoints; an input that holds expert slots takes each rank's
+/// own experts. Language models bind through their session, one per rank,
+/// created under the rank's scope.
+static std::vector<RankInputs> bindInputs(
+    Runnable &model, moe_rt::WeightSet &weights,
+    const llvm::StringMap<std::string> &given, const std::vector<int> &ranks,
+    const std::vector<moe_rt::ExpertParallelRank *> &eps, bool languageModel,
+    std::vector<std::unique_ptr<moe_rt::Array>> &owned,
+    moe_mlir::Progress &progress) {
+  const moe_rt::ModelInfo &info = model.info;
+  std::vector<RankInputs> out(ranks.size());
+  if (languageModel) {
+    for (size_t n = 0; n < ranks.size(); ++n) {
+      std::unique_ptr<moe_rt::ExpertParallelRank::Scope> scope;
+      if (eps[n])
+        scope = std::make_unique<moe_rt::ExpertParallelRank::Scope>(*eps[n]);
+      moe_rt::RunFn run =
+          [&model](const std::vector<moe_rt::TensorView> &inputs,
+                   std::vector<moe_rt::Array> &outputs) {
+            return runModel(model, inputs, outputs);
+          };
+      std::string what = ranks.size() > 1 ? "binding weights of rank " +
+                                                std::to_string(ranks[n])
+                                          : "binding weights";
+      moe_rt::Status st = moe_rt::LanguageModel::create(
+          info, run, weights, out[n].lm, [&](size_t done, size_t total) {
+            progress.update(what, done, total);
+          });
+      progress.clear();
+      if (!st)
+        fail(st.message);
+    }
+    return out;
+  }
+
+  std::set<std::string> used;
+  for (RankInputs &r : out)
+    r.views.resize(info.inputs.size());
+  for (size_t i = 0; i < info.inputs.size(); ++i) {
+    const moe_rt::TensorSpec &spec = info.inputs[i];
+    auto it = given.find(spec.name);
+    if (it != given.end()) {
+      if (!spec.slotExperts.empty())
+        fail("--input " + spec.name + ": input '" + spec.name +
+             "' holds each rank's own expert slots; it is bound from the "
+             "weight checkpoint");
+      owned.push_back(
+          std::make_unique<moe_rt::Array>(loadInput(spec, it->second)));
+      for (RankInputs &r : out)
+        r.views[i] = moe_rt::TensorView::of(*owned.back());
+      used.insert(spec.name);
+      continue;
+    }
+    if (!weights.provides(spec))
+      fail("missing --input " + spec.name + "=FILE.npy (input " +
+           llvm::Twine(i) + " of @" + info.entry + ": " +
+           moe_rt::dtypeName(spec.dtype) + " " +
+           moe_rt::shapeToString(spec.shape) + ")" +
+           (weights.empty() ? "" : "; no tensor of that name in --weights"));
+    for (size_t n = 0; n < ranks.size(); ++n) {
+      moe_rt::Status st =
+          spec.slotExperts.empty()
+              ? weights.bind(spec, out[n].views[i])
+              : weights.bindSlots(
+                    spec, moe_rt::WeightSet::slotsOfRank(spec, ranks[n]),
+                    out[n].views[i]);
+      if (!st)
+        fail(ranks.size() > 1
+                 ? "rank " + llvm::Twine(ranks[n]) + ": " + st.message
+                 : llvm::Twine(st.message));
+    }
+  }
+  for (auto &kv : given)
+    if (!used.count(kv.getKey().str()))
+      fail("--input " + kv.getKey() + ": @" + info.entry +
+           " has no input of that name");
+  return out;
+}
+
+/// One rank's run: the model once (then --repeat timed runs), or the
+/// language-model prompt (logits, generation).
+static moe_rt::Status runJob(Runnable &model, RankInputs &in,
+                             const std::vector<int64_t> &prompt,
+                             RunResult &result) {
+  if (in.lm) {
+    if (!logitsOut.empty())
+      if (moe_rt::Status st = in.lm->forward(prompt, result.logits); !st)
+        return st;
+    if (generateCount >= 0)
+      if (moe_rt::Status st = in.lm->generate(
+              prompt, generateCount, result.generated, &result.stats,
+              generateLogitsOut.empty() ? nullptr : &result.stepLogits);
+          !st)
+        return st;
+    return moe_rt::Status::success();
+  }
+  if (moe_rt::Status st = runModel(model, in.views, result.outputs); !st)
+    return st;
+  if (routingRecorder)
+    routingRecorder->paused = true;
+  for (unsigned r = 0; r < repeat; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (moe_rt::Status st = runModel(model, in.views, result.outputs); !st)
+      return st;
+    auto t1 = std::chrono::steady_clock::now();
+    result.ms.push_back(
+        std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  return moe_rt::Status::success();
+}
+
+/// Writes and prints what the run produced (rank 0's result).
+static void writeResults(const moe_rt::ModelInfo &info, RunResult &result,
+                         bool languageModel, size_t promptTokens) {
+  if (languageModel) {
+    if (!logitsOut.empty())
+      if (moe_rt::Status s = moe_rt::writeNpy(logitsOut, result.logits); !s)
+        fail(s.message);
+    if (generateCount < 0)
+      return;
     if (!generateLogitsOut.empty())
-      if (moe_rt::Status s = moe_rt::writeNpy(generateLogitsOut, stepLogits);
+      if (moe_rt::Status s =
+              moe_rt::writeNpy(generateLogitsOut, result.stepLogits);
           !s)
         fail(s.message);
     std::string line;
-    for (size_t i = 0; i < generated.size(); ++i)
-      line += (i ? "," : "") + std::to_string(generated[i]);
+    for (size_t i = 0; i < result.generated.size(); ++i)
+      line += (i ? "," : "") + std::to_string(result.generated[i]);
     llvm::outs() << line << "\n";
     llvm::outs().flush();
+    const moe_rt::GenerationStats &stats = result.stats;
     double tokensPerSecond =
         stats.decodeSteps > 0 ? stats.decodeSteps * 1000.0 / stats.decodeMs
                               : 0.0;
     llvm::errs() << llvm::format(
         "moe-run: prefill %zu tokens %.2f ms; decode %lld tokens %.2f ms "
         "(%.1f tokens/s)\n",
-        prompt.size(), stats.prefillMs,
+        promptTokens, stats.prefillMs,
         static_cast<long long>(stats.decodeSteps), stats.decodeMs,
         tokensPerSecond);
+    return;
   }
-  return 0;
+  if (repeat > 0) {
+    std::vector<double> &ms = result.ms;
+    std::sort(ms.begin(), ms.end());
+    double median = ms.size() % 2
+                        ? ms[ms.size() / 2]
+                        : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+    llvm::errs() << "moe-run: @" << info.entry << " median "
+                 << llvm::format("%.4f", median) << " ms over " << repeat
+                 << " runs\n";
+  }
+  if (!outputDir.empty())
+    for (size_t i = 0; i < result.outputs.size(); ++i) {
+      std::string path =
+          outputDir + "/" + fileNameFor(info.outputs[i].name) + ".npy";
+      if (moe_rt::Status st =
+              moe_rt::writeNpy(path, toWritable(result.outputs[i]));
+          !st)
+        fail(st.message);
+    }
+}
+
+/// Checks the expert-parallel options that need no model; with --backend
+/// mpi, joins the MPI job (before compiling: a wrong -np fails at once).
+static void checkExpertParallelOptions() {
+  bool placementGiven = epPlacement.getNumOccurrences() ||
+                        epRedundant.getNumOccurrences() ||
+                        epRoutingProfile.getNumOccurrences();
+  if (epRanks < 1)
+    fail("--ep must be at least 1, got " + llvm::Twine(epRanks));
+  if (epBackend != "local" && epBackend != "mpi" && epBackend != "nccl")
+    fail("--backend must be local, mpi or nccl, got '" + epBackend + "'");
+  if (epBackend == "nccl")
+    fail("--backend nccl needs a GPU-compiled model; CPU models use local "
+         "or mpi");
+  if (epPlacement != "contiguous" && epPlacement != "round-robin" &&
+      epPlacement != "balanced")
+    fail("--placement must be contiguous, round-robin or balanced, got '" +
+         epPlacement + "'");
+  if (epRedundant < 0)
+    fail("--redundant must not be negative, got " + llvm::Twine(epRedundant));
+  if (epRanks == 1 && placementGiven)
+    fail("--placement, --redundant and --routing-profile need --ep N (N > 1)");
+  if (epRanks == 1 && epBackend == "mpi")
+    fail("--backend mpi needs --ep N (N > 1), the number of MPI processes");
+  if (epBackend != "mpi" || epRanks == 1)
+    return;
+  MoeA2A *group = nullptr;
+  if (moeA2ACreateMpi(0, &group) != MOE_A2A_OK)
+    fail(llvm::Twine("--backend mpi: ") + moeA2AError(nullptr));
+  mpiGroup = group;
+  if (moeA2ASize(group) != epRanks)
+    fail("--ep " + llvm::Twine(epRanks) + " does not match the " +
+         llvm::Twine(moeA2ASize(group)) + " processes of the MPI job (run " +
+         "mpirun -np " + llvm::Twine(epRanks) + ")");
+}
+
+/// The model's expert parallelism must be what --ep asks for.
+static void checkModelParallelism(const Runnable &model,
+                                  const std::string &path) {
+  int compiled = model.info.expertParallel;
+  bool placementGiven = epPlacement.getNumOccurrences() ||
+                        epRedundant.getNumOccurrences() ||
+                        epRoutingProfile.getNumOccurrences();
+  if (model.library) {
+    if (compiled != epRanks)
+      fail(compiled == 1
+               ? path +
+                     " was compiled without expert parallelism; run it "
+                     "without --ep, or compile it with moe-compile --ep " +
+                     std::to_string(epRanks)
+               : path + " was compiled for --ep " + std::to_string(compiled) +
+                     "; run it with --ep " + std::to_string(compiled));
+    if (placementGiven)
+      fail("--placement, --redundant and --routing-profile shard models "
+           "compiled here; " +
+           path +
+           " has its expert placement compiled "
+           "in (moe-compile --ep)");
+    return;
+  }
+  if (compiled != epRanks)
+    fail(path + ": the model is for expert parallelism over " +
+         std::to_string(compiled) + " ranks, --ep asks for " +
+         std::to_string(epRanks));
 }
 
 int main(int argc, char **argv) {
@@ -426,6 +797,7 @@ int main(int argc, char **argv) {
       fail("--input expects NAME=FILE.npy, got '" + spec + "'");
     given[spec.substr(0, eq)] = spec.substr(eq + 1);
   }
+  checkExpertParallelOptions();
 
   moe_mlir::Progress progress("moe-run");
   std::string path =
@@ -440,6 +812,16 @@ int main(int argc, char **argv) {
   else
     model = compileMlir(path, progress);
   const moe_rt::ModelInfo &info = model.info;
+  checkModelParallelism(model, path);
+  RoutingRecorder recorder;
+  if (!recordRouting.empty()) {
+    if (!recorder.attach(info))
+      fail(path + ": the model returns no routing (routing.<layer>.e<E> "
+                  "outputs) to record" +
+           (model.library ? "; compile it with moe-compile --expose-routing"
+                          : "; it has no token-choice MoE router"));
+    routingRecorder = &recorder;
+  }
 
   // Weight checkpoints, memory-mapped: --weights, else the model's own.
   moe_rt::WeightSet weights;
@@ -450,72 +832,105 @@ int main(int argc, char **argv) {
     if (moe_rt::Status st = weights.addCheckpoint(info.weightsPath); !st)
       fail(st.message);
 
-  if (languageModel)
-    return runLanguageModel(model, weights, prompt, progress);
+  // The ranks this process runs: all N as threads (local), its own (MPI),
+  // or the one plain run.
+  int ranks = epRanks;
+  std::vector<int> mine;
+  std::vector<MoeA2A *> handles;
+  std::vector<std::unique_ptr<moe_rt::ExpertParallelRank>> eps;
+  if (ranks > 1 && mpiGroup) {
+    mine.push_back(moeA2ARank(mpiGroup));
+    eps.push_back(std::make_unique<moe_rt::ExpertParallelRank>(mpiGroup));
+  } else if (ranks > 1) {
+    handles.resize(ranks);
+    if (moeA2ACreateLocalGroup(ranks, 0, handles.data()) != MOE_A2A_OK)
+      fail(llvm::Twine("--ep ") + llvm::Twine(ranks) + ": " +
+           moeA2AError(nullptr));
+    for (int r = 0; r < ranks; ++r) {
+      mine.push_back(r);
+      eps.push_back(std::make_unique<moe_rt::ExpertParallelRank>(handles[r]));
+    }
+  } else {
+    mine.push_back(0);
+    eps.push_back(nullptr);
+  }
+  std::vector<moe_rt::ExpertParallelRank *> epPtrs;
+  for (auto &ep : eps)
+    epPtrs.push_back(ep.get());
 
-  // Inputs by name: --input .npy files first, then the checkpoints.
   std::vector<std::unique_ptr<moe_rt::Array>> owned;
-  std::vector<moe_rt::TensorView> views;
-  std::set<std::string> used;
-  for (size_t i = 0; i < info.inputs.size(); ++i) {
-    const moe_rt::TensorSpec &spec = info.inputs[i];
-    auto it = given.find(spec.name);
-    if (it != given.end()) {
-      owned.push_back(
-          std::make_unique<moe_rt::Array>(loadInput(spec, it->second)));
-      views.push_back(moe_rt::TensorView::of(*owned.back()));
-      used.insert(spec.name);
-      continue;
-    }
-    if (!weights.provides(spec))
-      fail("missing --input " + spec.name + "=FILE.npy (input " +
-           llvm::Twine(i) + " of @" + info.entry + ": " +
-           moe_rt::dtypeName(spec.dtype) + " " +
-           moe_rt::shapeToString(spec.shape) + ")" +
-           (weights.empty() ? "" : "; no tensor of that name in --weights"));
-    moe_rt::TensorView view;
-    if (moe_rt::Status st = weights.bind(spec, view); !st)
-      fail(st.message);
-    views.push_back(view);
-  }
-  for (auto &kv : given)
-    if (!used.count(kv.getKey().str()))
-      fail("--input " + kv.getKey() + ": @" + info.entry +
-           " has no input of that name");
-
-  std::vector<moe_rt::Array> outputs;
-  auto runOnce = [&] {
-    moe_rt::Status st = model.library
-                            ? model.library->run(views, outputs)
-                            : moe_rt::invoke(model.invoke, info, views, outputs);
-    if (!st)
-      fail(st.message);
-  };
-  runOnce();
-  if (repeat > 0) {
-    std::vector<double> ms;
-    for (unsigned r = 0; r < repeat; ++r) {
-      auto t0 = std::chrono::steady_clock::now();
-      runOnce();
-      auto t1 = std::chrono::steady_clock::now();
-      ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-    }
-    std::sort(ms.begin(), ms.end());
-    double median = ms.size() % 2 ? ms[ms.size() / 2]
-                                  : 0.5 * (ms[ms.size() / 2 - 1] +
-                                           ms[ms.size() / 2]);
-    llvm::errs() << "moe-run: @" << info.entry << " median "
-                 << llvm::format("%.4f", median) << " ms over " << repeat
-                 << " runs\n";
+  std::vector<RankInputs> rankInputs = bindInputs(
+      model, weights, given, mine, epPtrs, languageModel, owned, progress);
+  if (languageModel) {
+    int64_t vocab = rankInputs.front().lm->vocabSize();
+    for (size_t i = 0; i < prompt.size(); ++i)
+      if (prompt[i] >= vocab)
+        fail("--tokens: token id " + llvm::Twine(prompt[i]) + " (position " +
+             llvm::Twine(i) + ") is outside the vocabulary [0, " +
+             llvm::Twine(vocab) + ")");
   }
 
-  if (!outputDir.empty())
-    for (size_t i = 0; i < outputs.size(); ++i) {
-      std::string path =
-          outputDir + "/" + fileNameFor(info.outputs[i].name) + ".npy";
-      if (moe_rt::Status st = moe_rt::writeNpy(path, toWritable(outputs[i]));
-          !st)
-        fail(st.message);
+  std::vector<RunResult> results(mine.size());
+  if (!eps.front()) {
+    if (moe_rt::Status st = runJob(model, rankInputs[0], prompt, results[0]);
+        !st)
+      fail(st.message);
+  } else {
+    // Each rank runs under its scope; a failure leaves the group, so the
+    // other ranks fail promptly too.
+    auto runRank = [&](size_t n) {
+      moe_rt::ExpertParallelRank::Scope scope(*eps[n]);
+      moe_rt::Status st = runJob(model, rankInputs[n], prompt, results[n]);
+      if (!st)
+        eps[n]->fail(st.message);
+    };
+    std::vector<std::thread> threads;
+    for (size_t n = 1; n < mine.size(); ++n)
+      threads.emplace_back(runRank, n);
+    runRank(0);
+    for (std::thread &t : threads)
+      t.join();
+    // The first failure is the cause; the later ones say that a peer left.
+    moe_rt::ExpertParallelRank *first = nullptr;
+    for (auto &ep : eps)
+      if (ep->failed() &&
+          (!first || ep->failureOrder() < first->failureOrder()))
+        first = ep.get();
+    if (first)
+      fail(first->error());
+    if (mpiGroup) {
+      // Every rank of the job must have succeeded before rank 0 writes: a
+      // last exchange of nothing fails if a peer left.
+      std::vector<int64_t> none(ranks, 0), counts(ranks, 0);
+      const void *recv = nullptr;
+      if (moeA2AExchange(mpiGroup, nullptr, none.data(), 8, &recv,
+                         counts.data()) != MOE_A2A_OK) {
+        std::string why = moeA2AError(mpiGroup);
+        std::string self = "rank " + std::to_string(mine.front()) + ": ";
+        if (llvm::StringRef(why).starts_with(self))
+          why.erase(0, self.size());
+        eps.front()->fail("after the run: " + why);
+        fail(eps.front()->error());
+      }
     }
+    eps.clear();
+    for (MoeA2A *h : handles)
+      moeA2ADestroy(h);
+  }
+  if (mine.front() == 0) {
+    writeResults(info, results.front(), languageModel, prompt.size());
+    if (routingRecorder) {
+      std::string text =
+          moe_rt::serializeJson(moe_rt::routingProfileToJson(recorder.profile));
+      std::error_code ec;
+      llvm::raw_fd_ostream out(recordRouting, ec);
+      if (ec)
+        fail("--record-routing: cannot write " + recordRouting + ": " +
+             ec.message());
+      out << text << "\n";
+    }
+  }
+  if (mpiGroup)
+    moeA2ADestroy(mpiGroup);
   return 0;
 }

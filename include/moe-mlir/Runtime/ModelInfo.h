@@ -51,7 +51,7 @@ struct TensorSpec {
   /// Expert-parallel models: the expert of each global slot (N * S ids,
   /// rank-major, -1 unused) of a stacked expert weight [S, ...]; empty for
   /// every other input.
-  std::vector<int32_t> slotExperts;
+  std::vector<int32_t> slotExperts = {};
 };
 
 struct ModelInfo {

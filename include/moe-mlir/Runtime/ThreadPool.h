@@ -20,7 +20,8 @@ namespace moe_rt {
 using ParallelTask = void (*)(void *closure, int64_t begin, int64_t end);
 
 /// Runs task over [0, n) on the process-wide pool (nested calls run on the
-/// calling thread).
+/// calling thread). Safe to call from several threads at once: while the
+/// pool runs one caller's loop, the others run theirs on their own thread.
 void parallelFor(ParallelTask task, void *closure, int64_t n);
 
 /// Threads of the pool: MOE_NUM_THREADS if set, else the hardware's; may be

@@ -27,6 +27,19 @@
 // memory owned by the WeightSet, once. Messages name the checkpoint file
 // and the tensor.
 //
+// An expert-parallel model (see ExpertParallel.h) takes, on each rank, only
+// that rank's expert slots of each stacked expert weight: an input [S, ...]
+// whose spec lists the experts of every rank's slots (TensorSpec::
+// slotExperts). bindSlots binds it for a list of S experts: for a stacked
+// name the tensors with '*' replaced by each listed expert id, for a plain
+// name whose tensor is [E, ...] (an ONNX initializer holding all experts)
+// the listed rows of it; expert -1 (an unused slot) gives zeros. bind()
+// binds such an input for the calling thread's current rank.
+//
+// A WeightSet is not thread-safe; a spec bound twice (same name, dtype,
+// shape and experts) gives the same view, so ranks that share a WeightSet
+// share their replicated weights.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef MOE_MLIR_RUNTIME_WEIGHTS_H
@@ -36,6 +49,7 @@
 #include "moe-mlir/Runtime/OnnxFile.h"
 #include "moe-mlir/Runtime/SafeTensors.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,8 +81,19 @@ public:
 
   /// Binds the input `spec` (a plain or stacked name, see above): `view`
   /// receives the tensor, checked against the spec. Messages name the
-  /// checkpoint file and the tensor.
+  /// checkpoint file and the tensor. A spec with slotExperts is bound for
+  /// the calling thread's current ExpertParallelRank (an error without
+  /// one).
   Status bind(const TensorSpec &spec, TensorView &view);
+
+  /// Binds the expert-slot input `spec` ([S, ...]) with the S `experts`
+  /// (-1: zeros), see above.
+  Status bindSlots(const TensorSpec &spec, const std::vector<int32_t> &experts,
+                   TensorView &view);
+
+  /// The experts of `rank`'s slots of `spec` (its slotExperts, rank-major);
+  /// empty when the spec has none or `rank` is out of range.
+  static std::vector<int32_t> slotsOfRank(const TensorSpec &spec, int rank);
 
   /// Bytes copied so far because tensors could not be used in place.
   uint64_t copiedBytes() const { return copiedBytes_; }
@@ -102,9 +127,14 @@ private:
   std::string where() const;
   Status bindPlain(const TensorSpec &spec, TensorView &view);
   Status bindStacked(const TensorSpec &spec, TensorView &view);
+  Status bindSlotsUncached(const TensorSpec &spec,
+                           const std::vector<int32_t> &experts,
+                           TensorView &view);
 
   std::vector<Source> sources_;
   std::vector<std::unique_ptr<Array>> owned_;
+  /// Views bound so far, by spec (and experts).
+  std::map<std::string, TensorView> bound_;
   uint64_t copiedBytes_ = 0;
 };
 

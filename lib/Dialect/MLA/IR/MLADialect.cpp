@@ -7,6 +7,7 @@
 #include "moe-mlir/Dialect/MLA/IR/MLA.h"
 
 #include "mlir/IR/DialectImplementation.h"
+#include "mlir/Transforms/InliningUtils.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 #include <cmath>
@@ -19,6 +20,17 @@ using namespace moe_mlir::mla;
 #define GET_ATTRDEF_CLASSES
 #include "moe-mlir/Dialect/MLA/IR/MLAAttrs.cpp.inc"
 
+namespace {
+/// Every mla op may be inlined: the ops have no regions and refer to
+/// nothing outside their operands.
+struct MLAInlinerInterface : DialectInlinerInterface {
+  using DialectInlinerInterface::DialectInlinerInterface;
+  bool isLegalToInline(Operation *, Region *, bool, IRMapping &) const final {
+    return true;
+  }
+};
+} // namespace
+
 void MLADialect::initialize() {
   addAttributes<
 #define GET_ATTRDEF_LIST
@@ -28,6 +40,7 @@ void MLADialect::initialize() {
 #define GET_OP_LIST
 #include "moe-mlir/Dialect/MLA/IR/MLAOps.cpp.inc"
       >();
+  addInterfaces<MLAInlinerInterface>();
 }
 
 double moe_mlir::mla::yarnMscale(double factor, double mscale) {

@@ -7,6 +7,7 @@
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 
 #include "mlir/IR/DialectImplementation.h"
+#include "mlir/Transforms/InliningUtils.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
@@ -18,6 +19,17 @@ using namespace moe_mlir::moe;
 #define GET_ATTRDEF_CLASSES
 #include "moe-mlir/Dialect/MoE/IR/MoEAttrs.cpp.inc"
 
+namespace {
+/// Every moe op may be inlined: the ops have no regions and refer to
+/// nothing outside their operands.
+struct MoEInlinerInterface : DialectInlinerInterface {
+  using DialectInlinerInterface::DialectInlinerInterface;
+  bool isLegalToInline(Operation *, Region *, bool, IRMapping &) const final {
+    return true;
+  }
+};
+} // namespace
+
 void MoEDialect::initialize() {
   addAttributes<
 #define GET_ATTRDEF_LIST
@@ -27,4 +39,5 @@ void MoEDialect::initialize() {
 #define GET_OP_LIST
 #include "moe-mlir/Dialect/MoE/IR/MoEOps.cpp.inc"
       >();
+  addInterfaces<MoEInlinerInterface>();
 }

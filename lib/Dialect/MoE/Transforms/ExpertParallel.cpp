@@ -309,6 +309,8 @@ void MoEExpertParallelPass::runOnOperation() {
     haveProfile_ = true;
   }
 
+  if (failed(inlineMoELayerCalls(module)))
+    return signalPassFailure();
   int layerIndex = 0;
   for (auto fn : module.getOps<func::FuncOp>()) {
     if (fn.isExternal())

@@ -22,6 +22,8 @@ namespace {
 struct MoEExposeRoutingPass
     : moe_mlir::moe::impl::MoEExposeRoutingBase<MoEExposeRoutingPass> {
   void runOnOperation() override {
+    if (failed(inlineMoELayerCalls(getOperation())))
+      return signalPassFailure();
     for (auto fn : getOperation().getOps<func::FuncOp>()) {
       if (fn.isExternal() || !fn.isPublic())
         continue;

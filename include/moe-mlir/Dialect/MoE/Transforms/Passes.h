@@ -10,6 +10,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 
 namespace mlir {
@@ -20,6 +21,14 @@ namespace moe_mlir::moe {
 
 #define GEN_PASS_DECL
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h.inc"
+
+/// Inlines every call of a function that holds a router or an MoE layer
+/// (importers put each decoder layer in a function called once per layer),
+/// so that each layer's routing and weights are those of the entry function:
+/// the passes that treat layers one by one (moe-expert-parallel,
+/// moe-expose-routing) run it first. Private functions inlined at every call
+/// are erased. Errors are emitted on the call.
+mlir::LogicalResult inlineMoELayerCalls(mlir::ModuleOp module);
 
 /// Patterns that turn a router matmul inside moe.route into linalg.
 void populateMaterializeRouterLogitsPatterns(mlir::RewritePatternSet &patterns);

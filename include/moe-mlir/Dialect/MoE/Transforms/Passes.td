@@ -72,6 +72,8 @@ def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
        expert of every global slot (`ranks` x S ids, rank-major, -1
        unused), which the runtime uses to bind each rank's experts.
 
+    Calls of functions that hold MoE layers (an importer's per-layer
+    function) are inlined first, so that every layer is placed on its own.
     The function gets `moe.expert_parallel = ranks`. Attention, dense and
     shared-expert layers stay replicated. Each assignment is computed by
     exactly the kernel, and combined in exactly the order, of the unsharded
@@ -112,7 +114,9 @@ def MoEExposeRouting : Pass<"moe-expose-routing", "::mlir::ModuleOp"> {
     experts), layers numbered from 0 in program order. Runners use them to record a routing profile of real
     inputs (`moe-run --record-routing`), the input of the balanced expert
     placement and of `moe-plan`. Expert-choice routers (whose indices are
-    token ids, not expert ids) are not exposed. Nothing else changes.
+    token ids, not expert ids) are not exposed. Calls of functions that
+    hold routers (an importer's per-layer function) are inlined first;
+    nothing else changes.
   }];
   let statistics = [
     Statistic<"numExposed", "routers-exposed",
