@@ -245,6 +245,9 @@ LogicalResult exposeRouting(ModuleOp module) {
 
 LogicalResult lowerForCpu(ModuleOp module, const LowerOptions &options) {
   PassManager pm(module.getContext(), ModuleOp::getOperationName());
+  if (options.optimize &&
+      failed(buildOptimizePipeline(pm, options.optimization)))
+    return module.emitError("internal error: moe-optimize does not parse");
   if (failed(buildCpuPipeline(pm, options.contraction)))
     return module.emitError("internal error: the CPU pipeline does not parse");
   if (options.beforePass)

@@ -8,6 +8,7 @@
 
 #include "moe-mlir/Conversion/Passes.h"
 #include "moe-mlir/Dialect/MLA/IR/MLA.h"
+#include "moe-mlir/Dialect/MLA/Transforms/Passes.h"
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
@@ -20,6 +21,7 @@ void moe_mlir::registerAllDialects(mlir::DialectRegistry &registry) {
 
 void moe_mlir::registerAllPasses() {
   moe::registerMoEPasses();
+  mla::registerMLAPasses();
   registerMoEMlirConversionPasses();
   registerPipelines();
 }

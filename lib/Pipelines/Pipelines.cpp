@@ -41,14 +41,34 @@ std::string moe_mlir::cpuPipelineText(const ContractionOptions &options) {
          "reconcile-unrealized-casts)";
 }
 
+/// Parses the body of a "builtin.module(...)" pipeline text into `pm`.
+static LogicalResult parseModulePipeline(OpPassManager &pm,
+                                         llvm::StringRef text) {
+  llvm::StringRef body = text.drop_front(llvm::StringRef("builtin.module(").size())
+                             .drop_back(1);
+  if (body.empty())
+    return success();
+  return parsePassPipeline(body, pm, llvm::errs());
+}
+
 LogicalResult moe_mlir::buildCpuPipeline(OpPassManager &pm,
                                          const ContractionOptions &options) {
-  // The text names the builtin.module anchor; parse its body into `pm`.
-  std::string text = cpuPipelineText(options);
-  llvm::StringRef body = llvm::StringRef(text)
-                             .drop_front(llvm::StringRef("builtin.module(").size())
-                             .drop_back(1);
-  return parsePassPipeline(body, pm, llvm::errs());
+  return parseModulePipeline(pm, cpuPipelineText(options));
+}
+
+// The passes that rewrite moe/mla ops into cheaper equivalent forms before
+// lowering; each can be switched off or set by its option.
+std::string moe_mlir::optimizePipelineText(const OptimizeOptions &options) {
+  std::string passes;
+  if (options.weightAbsorption != "off")
+    passes += "mla-weight-absorption{mode=" + options.weightAbsorption + "}";
+  return "builtin.module(" + passes + ")";
+}
+
+LogicalResult moe_mlir::buildOptimizePipeline(OpPassManager &pm,
+                                              const OptimizeOptions &options) {
+  // An unknown mode reaches mla-weight-absorption, which reports it.
+  return parseModulePipeline(pm, optimizePipelineText(options));
 }
 
 namespace {
@@ -59,9 +79,25 @@ struct CpuPipelineOptions : PassPipelineOptions<CpuPipelineOptions> {
                      "AVX512-BF16 dot products (targets with avx512bf16)"),
       llvm::cl::init(false)};
 };
+struct OptimizePipelineOptions
+    : PassPipelineOptions<OptimizePipelineOptions> {
+  Option<std::string> weightAbsorption{
+      *this, "weight-absorption",
+      llvm::cl::desc("mla-weight-absorption: cost (default), absorbed, naive "
+                     "or off"),
+      llvm::cl::init("cost")};
+};
 } // namespace
 
 void moe_mlir::registerPipelines() {
+  PassPipelineRegistration<OptimizePipelineOptions>(
+      "moe-optimize",
+      "The default optimizations of moe and mla ops (before lowering)",
+      [](OpPassManager &pm, const OptimizePipelineOptions &cli) {
+        OptimizeOptions options;
+        options.weightAbsorption = cli.weightAbsorption;
+        (void)buildOptimizePipeline(pm, options);
+      });
   PassPipelineRegistration<CpuPipelineOptions>(
       "moe-cpu-pipeline",
       "Lower moe ops on tensors to the LLVM dialect for the host CPU",

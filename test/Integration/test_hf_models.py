@@ -195,3 +195,16 @@ def test_threads_bitwise_identical():
                  ",".join(map(str, PROMPT)), "--logits-out", path])
             outs.append(np.load(path))
         assert np.array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("name", ["deepseek_v2", "deepseek_v3-bf16"])
+@pytest.mark.parametrize("form", ["absorbed", "naive"])
+def test_mla_weight_absorption(name, form):
+    """Both forms of MLA everywhere (the default, cost, mixes them: naive
+    for these prompts, absorbed for decode) against the reference; they
+    differ from each other by f32 reassociation only."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = os.path.join(tmp, "model")
+        make_checkpoint(directory, CASES[name])
+        check_model(["--hf", directory, f"--weight-absorption={form}"],
+                    directory, tmp)

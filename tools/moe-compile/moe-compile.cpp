@@ -81,6 +81,16 @@ static cl::opt<std::string>
     cpu("cpu", cl::desc("Target CPU: native (the host, default) or an LLVM "
                         "CPU name such as x86-64-v3"),
         cl::init("native"));
+static cl::opt<bool> optimizeOpt(
+    "optimize",
+    cl::desc("Run the moe-optimize pipeline before lowering (default true; "
+             "--optimize=false lowers the ops as written)"),
+    cl::init(true));
+static cl::opt<std::string> weightAbsorption(
+    "weight-absorption",
+    cl::desc("moe-optimize's MLA weight absorption: cost (per call, "
+             "default), absorbed, naive or off"),
+    cl::init("cost"));
 static cl::opt<std::string> bf16Dot(
     "bf16-dot",
     cl::desc("bf16 weights: round the activations to bf16 and use AVX512-BF16 "
@@ -207,6 +217,8 @@ int main(int argc, char **argv) {
   if (failed(contraction))
     fail(error);
   lowering.contraction = *contraction;
+  lowering.optimize = optimizeOpt;
+  lowering.optimization.weightAbsorption = weightAbsorption;
   lowering.timing = timeStages;
   lowering.beforePass = [&](llvm::StringRef pass) {
     progress.update(("lowering: " + pass).str());

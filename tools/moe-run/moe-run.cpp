@@ -147,6 +147,16 @@ static cl::opt<std::string> outputDir("output-dir",
 static cl::opt<std::string>
     entryName("entry", cl::desc("MLIR only: the function to run (default: the "
                                 "only public function, or 'main')"));
+static cl::opt<bool> optimizeOpt(
+    "optimize",
+    cl::desc("Run the moe-optimize pipeline before lowering (default true; "
+             "--optimize=false lowers the ops as written)"),
+    cl::init(true));
+static cl::opt<std::string> weightAbsorption(
+    "weight-absorption",
+    cl::desc("moe-optimize's MLA weight absorption: cost (per call, "
+             "default), absorbed, naive or off"),
+    cl::init("cost"));
 static cl::opt<std::string> bf16Dot(
     "bf16-dot",
     cl::desc("MLIR, checkpoint and ONNX inputs: bf16 weights use AVX512-BF16 "
@@ -310,6 +320,8 @@ static void jitCompile(Runnable &r, OwningOpRef<ModuleOp> module,
   if (failed(contraction))
     fail(error);
   lowering.contraction = *contraction;
+  lowering.optimize = optimizeOpt;
+  lowering.optimization.weightAbsorption = weightAbsorption;
   lowering.beforePass = [&](llvm::StringRef pass) {
     progress.update(("compiling: " + pass).str());
   };

@@ -14,6 +14,7 @@
 #define MOE_MLIR_COMPILER_COMPILER_H
 
 #include "moe-mlir/Conversion/ContractionOptions.h"
+#include "moe-mlir/Pipelines/Pipelines.h"
 #include "moe-mlir/Runtime/ModelInfo.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -57,6 +58,10 @@ llvm::LogicalResult shardExpertParallel(mlir::ModuleOp module,
 llvm::LogicalResult exposeRouting(mlir::ModuleOp module);
 
 struct LowerOptions {
+  /// The optimization pipeline (moe-optimize) run first, unless `optimize`
+  /// is false.
+  bool optimize = true;
+  OptimizeOptions optimization;
   /// Code generation choices of the x·Wᵀ kernel (see cpuContractionOptions).
   ContractionOptions contraction;
   /// Called before each pass of the pipeline runs on the module (progress).
@@ -73,7 +78,8 @@ llvm::FailureOr<ContractionOptions>
 cpuContractionOptions(llvm::StringRef cpu, llvm::StringRef bf16Dot,
                       std::string &error);
 
-/// Runs the CPU pipeline (moe-cpu-pipeline).
+/// Runs the optimization pipeline (moe-optimize, unless options.optimize is
+/// false), then the CPU pipeline (moe-cpu-pipeline).
 llvm::LogicalResult lowerForCpu(mlir::ModuleOp module,
                                 const LowerOptions &options = {});
 

@@ -27,6 +27,21 @@ std::string cpuPipelineText(const ContractionOptions &options = {});
 llvm::LogicalResult buildCpuPipeline(mlir::OpPassManager &pm,
                                      const ContractionOptions &options = {});
 
+/// The choices of the optimization pipeline, one per pass.
+struct OptimizeOptions {
+  /// mla-weight-absorption's mode: "cost", "absorbed" or "naive"; "off"
+  /// skips the pass.
+  std::string weightAbsorption = "cost";
+};
+
+/// The textual form of the default optimization pipeline, run on moe/mla
+/// ops before the CPU pipeline (moe-opt --moe-optimize).
+std::string optimizePipelineText(const OptimizeOptions &options = {});
+
+/// Adds the optimization pipeline to `pm` (anchored on builtin.module).
+llvm::LogicalResult buildOptimizePipeline(mlir::OpPassManager &pm,
+                                          const OptimizeOptions &options = {});
+
 /// Registers the named pipelines with the global registry.
 void registerPipelines();
 

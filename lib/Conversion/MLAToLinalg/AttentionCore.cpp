@@ -105,7 +105,8 @@ Value attendValues(OpBuilder &b, Location loc, Value scores, Value values,
   Type f32 = b.getF32Type();
   auto scoresType = cast<RankedTensorType>(scores.getType());
   int64_t heads = scoresType.getDimSize(0);
-  int64_t vdim = cast<RankedTensorType>(values.getType()).getDimSize(2);
+  // D_v, or R_kv (possibly dynamic) when the values are the latents.
+  OpFoldResult vdim = tensor::getMixedSize(b, loc, values, 2);
   OpFoldResult tokens = tensor::getMixedSize(b, loc, scores, 1);
 
   // Softmax over the visible keys of scale · score, in f32.
@@ -154,8 +155,7 @@ Value attendValues(OpBuilder &b, Location loc, Value scores, Value values,
   auto map4 = [&](ArrayRef<AffineExpr> exprs) {
     return AffineMap::get(4, 0, exprs, ctx);
   };
-  SmallVector<OpFoldResult> oSizes = {tokens, b.getIndexAttr(heads),
-                                      b.getIndexAttr(vdim)};
+  SmallVector<OpFoldResult> oSizes = {tokens, b.getIndexAttr(heads), vdim};
   Value weighted = generic(
       b, loc, ValueRange{exps, values},
       filledTensor(b, loc, oSizes, f32, f32Const(b, loc, 0.0)),

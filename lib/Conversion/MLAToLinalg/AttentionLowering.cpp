@@ -2,14 +2,17 @@
 //
 // Part of moe-mlir.
 //
-// The naive form of mla.attention: k_nope and v are expanded from c_kv for
-// every cached and new token. Every contraction accumulates in f32; the
-// scores, the causal mask and the softmax are f32. Shapes (S new tokens, P
-// cached ones, T = P + S):
+// mla.attention in the form its weight_absorption says: naive (k_nope and
+// v expanded from c_kv for every cached and new token), absorbed (kv_b_proj
+// folded into the query and the output; the heads attend over the latents)
+// or cost (an scf.if on the token counts picks one per call). Every
+// contraction accumulates in f32; the scores, the causal mask and the
+// softmax are f32. Shapes (S new tokens, P cached ones, T = P + S):
 //
 //   q_nope [S, N, D_n], the rope pairs of q_rope [S, N, D_r/2] twice
 //   c_kv_out [T, R_kv], k_rope_out [T, D_r]      (cache element type)
-//   k_nope [T, N, D_n], v [T, N, D_v]            (expanded latents, f32)
+//   naive:    k_nope [T, N, D_n], v [T, N, D_v]  (expanded latents, f32)
+//   absorbed: q_lat [S, N, R_kv], o_lat [S, N, R_kv]
 //   scores, exp [N, S, T]; max, sum [N, S]; o [S, N, D_v]; out [S, H]
 //
 //===----------------------------------------------------------------------===//
@@ -19,8 +22,10 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/IR/AffineMap.h"
 
 using namespace mlir;
@@ -123,40 +128,144 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b,
   kAll = insertAt(b, loc, kRope0, kAll, {pastSize, zero});
   kAll = insertAt(b, loc, kRope1, kAll, {pastSize, b.getIndexAttr(half)});
 
-  // Expansion of every cached and new latent (rounded values):
-  // k_nope [T, N, D_n], v [T, N, D_v].
-  int64_t kvHead = nope + vdim;
-  Value kNope =
-      headContraction(b, loc, cAll, op.getKvBProj(), heads, kvHead, 0, nope, 1);
-  Value v = headContraction(b, loc, cAll, op.getKvBProj(), heads, kvHead, nope,
-                            vdim, 1);
-
-  // Raw scores [N, S, T] = q_nope · k_nope + q_rope · k_rope in f32.
-  Value scores = headScores(b, loc, qNope, kNope, /*group=*/1, tokens, total);
   AffineExpr n, s, j, d;
   bindDims(ctx, n, s, j, d);
   auto map4 = [&](ArrayRef<AffineExpr> exprs) {
     return AffineMap::get(4, 0, exprs, ctx);
   };
-  // The halves of the (rounded) rope keys: first and second components.
-  Value kRopeFirst =
-      columns(b, loc, kAll, b.getIndexAttr(0), b.getIndexAttr(half), 1);
-  Value kRopeSecond =
-      columns(b, loc, kAll, b.getIndexAttr(half), b.getIndexAttr(half), 1);
-  scores = generic(
-      b, loc, ValueRange{qRope0, qRope1, kRopeFirst, kRopeSecond}, scores,
-      {map4({s, n, d}), map4({s, n, d}), map4({j, d}), map4({j, d}),
-       map4({n, s, j})},
-      {kPar, kPar, kPar, kRed}, [](OpBuilder &nb, Location l, ValueRange a) {
-        Value p0 = arith::MulFOp::create(nb, l, a[0], toF32(nb, l, a[2]));
-        Value p1 = arith::MulFOp::create(nb, l, a[1], toF32(nb, l, a[3]));
-        Value acc = arith::AddFOp::create(nb, l, a[4], p0);
-        yieldOp(nb, l, arith::AddFOp::create(nb, l, acc, p1));
-      })[0];
+  // scores [N, S, T] += q_rope · k_rope in f32.
+  Value qRopeFirst = qRope0, qRopeSecond = qRope1;
+  auto addRopeScores = [&](OpBuilder &nb, Value scores) {
+    // The halves of the (rounded) rope keys: first and second components.
+    Value kRopeFirst =
+        columns(nb, loc, kAll, nb.getIndexAttr(0), nb.getIndexAttr(half), 1);
+    Value kRopeSecond = columns(nb, loc, kAll, nb.getIndexAttr(half),
+                                nb.getIndexAttr(half), 1);
+    Value ropeParts[] = {qRopeFirst, qRopeSecond, kRopeFirst, kRopeSecond};
+    return generic(
+        nb, loc, ValueRange(ropeParts), scores,
+        {map4({s, n, d}), map4({s, n, d}), map4({j, d}), map4({j, d}),
+         map4({n, s, j})},
+        {kPar, kPar, kPar, kRed}, [](OpBuilder &bb, Location l, ValueRange a) {
+          Value p0 = arith::MulFOp::create(bb, l, a[0], toF32(bb, l, a[2]));
+          Value p1 = arith::MulFOp::create(bb, l, a[1], toF32(bb, l, a[3]));
+          Value acc = arith::AddFOp::create(bb, l, a[4], p0);
+          yieldOp(bb, l, arith::AddFOp::create(bb, l, acc, p1));
+        })[0];
+  };
+  double scale = op.getEffectiveSoftmaxScale();
+  int64_t kvHead = nope + vdim;
 
-  // Causal softmax of scale · score and the weighted sum of v: o [S, N, D_v].
-  Value o = attendValues(b, loc, scores, v, /*group=*/1, past,
-                         op.getEffectiveSoftmaxScale(), std::nullopt);
+  // Naive: expand every cached and new latent (rounded values),
+  // k_nope [T, N, D_n] and v [T, N, D_v], then attend.
+  auto naive = [&](OpBuilder &nb) {
+    Value kNope = headContraction(nb, loc, cAll, op.getKvBProj(), heads,
+                                  kvHead, 0, nope, 1);
+    Value v = headContraction(nb, loc, cAll, op.getKvBProj(), heads, kvHead,
+                              nope, vdim, 1);
+    Value scores = headScores(nb, loc, qNope, kNope, /*group=*/1, tokens,
+                              total);
+    scores = addRopeScores(nb, scores);
+    return attendValues(nb, loc, scores, v, /*group=*/1, past, scale,
+                        std::nullopt);
+  };
+
+  // Absorbed: q_lat [S, N, R_kv] = q_nope · W_kb per head; every head
+  // attends over the latents themselves ([T, 1, R_kv], one "kv head");
+  // o [S, N, D_v] = o_lat · W_vbᵀ per head.
+  auto absorbed = [&](OpBuilder &nb) {
+    AffineExpr as, an, ar, ad;
+    bindDims(ctx, as, an, ar, ad);
+    SmallVector<OpFoldResult> latSizes = {tokens, nb.getIndexAttr(heads),
+                                          kvRank};
+    Value qLat = generic(
+        nb, loc, ValueRange{qNope, op.getKvBProj()},
+        filledTensor(nb, loc, latSizes, f32, f32Const(nb, loc, 0.0)),
+        {map4({as, an, ad}), map4({an * kvHead + ad, ar}),
+         map4({as, an, ar})},
+        {kPar, kPar, kPar, kRed}, [](OpBuilder &bb, Location l, ValueRange a) {
+          Value p = arith::MulFOp::create(bb, l, a[0], toF32(bb, l, a[1]));
+          yieldOp(bb, l, arith::AddFOp::create(bb, l, a[2], p));
+        })[0];
+    auto cType = cast<RankedTensorType>(cAll.getType());
+    auto latentsType = RankedTensorType::get(
+        {cType.getDimSize(0), 1, cType.getDimSize(1)}, cType.getElementType());
+    Value latents = tensor::ExpandShapeOp::create(
+        nb, loc, latentsType, cAll, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+    Value scores = headScores(nb, loc, qLat, latents, /*group=*/heads, tokens,
+                              total);
+    scores = addRopeScores(nb, scores);
+    Value oLat = attendValues(nb, loc, scores, latents, /*group=*/heads, past,
+                              scale, std::nullopt);
+    SmallVector<OpFoldResult> oSizes = {tokens, nb.getIndexAttr(heads),
+                                        nb.getIndexAttr(vdim)};
+    return generic(
+        nb, loc, ValueRange{oLat, op.getKvBProj()},
+        filledTensor(nb, loc, oSizes, f32, f32Const(nb, loc, 0.0)),
+        {map4({as, an, ad}), map4({an * kvHead + nope + ar, ad}),
+         map4({as, an, ar})},
+        {kPar, kPar, kPar, kRed}, [](OpBuilder &bb, Location l, ValueRange a) {
+          Value p = arith::MulFOp::create(bb, l, a[0], toF32(bb, l, a[1]));
+          yieldOp(bb, l, arith::AddFOp::create(bb, l, a[2], p));
+        })[0];
+  };
+
+  // o [S, N, D_v] f32, by the form weight_absorption chooses.
+  Value o;
+  switch (op.getWeightAbsorption()) {
+  case moe_mlir::mla::Absorption::Naive:
+    o = naive(b);
+    break;
+  case moe_mlir::mla::Absorption::Absorbed:
+    o = absorbed(b);
+    break;
+  case moe_mlir::mla::Absorption::Cost: {
+    // Absorbed when it multiplies less:
+    //   S·T·(2R - D_n - D_v) + S·R·(D_n + D_v) < T·R·(D_n + D_v).
+    Value sv = getValueOrCreateConstantIndexOp(b, loc, tokens);
+    Value tv = getValueOrCreateConstantIndexOp(b, loc, total);
+    // R·(D_n + D_v) and 2·R - D_n - D_v, constants when R_kv is static.
+    Value expand, perPair;
+    if (std::optional<int64_t> r = getConstantIntValue(kvRank)) {
+      expand = indexConst(b, loc, *r * (nope + vdim));
+      perPair = indexConst(b, loc, 2 * *r - (nope + vdim));
+    } else {
+      Value rv = getValueOrCreateConstantIndexOp(b, loc, kvRank);
+      expand = arith::MulIOp::create(b, loc, rv,
+                                     indexConst(b, loc, nope + vdim));
+      perPair = arith::SubIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, rv, indexConst(b, loc, 2)),
+          indexConst(b, loc, nope + vdim));
+    }
+    Value st = arith::MulIOp::create(b, loc, sv, tv);
+    Value absorbedCost = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, st, perPair),
+        arith::MulIOp::create(b, loc, sv, expand));
+    Value naiveCost = arith::MulIOp::create(b, loc, tv, expand);
+    Value cheaper = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                          absorbedCost, naiveCost);
+    std::optional<int64_t> staticTokens = getConstantIntValue(tokens);
+    auto oType = RankedTensorType::get(
+        {staticTokens ? *staticTokens : ShapedType::kDynamic, heads, vdim},
+        f32);
+    auto ifOp = scf::IfOp::create(
+        b, loc, cheaper,
+        [&](OpBuilder &nb, Location l) {
+          Value v = absorbed(nb);
+          if (v.getType() != oType)
+            v = tensor::CastOp::create(nb, l, oType, v);
+          scf::YieldOp::create(nb, l, v);
+        },
+        [&](OpBuilder &nb, Location l) {
+          Value v = naive(nb);
+          if (v.getType() != oType)
+            v = tensor::CastOp::create(nb, l, oType, v);
+          scf::YieldOp::create(nb, l, v);
+        });
+    o = ifOp.getResult(0);
+    break;
+  }
+  }
 
   // out [S, H] = o [S, N·D_v] · o_projᵀ, heads concatenated.
   AffineExpr ps, ph, pn, pv;

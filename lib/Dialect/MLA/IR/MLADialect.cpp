@@ -16,6 +16,7 @@ using namespace mlir;
 using namespace moe_mlir::mla;
 
 #include "moe-mlir/Dialect/MLA/IR/MLADialect.cpp.inc"
+#include "moe-mlir/Dialect/MLA/IR/MLAEnums.cpp.inc"
 
 #define GET_ATTRDEF_CLASSES
 #include "moe-mlir/Dialect/MLA/IR/MLAAttrs.cpp.inc"

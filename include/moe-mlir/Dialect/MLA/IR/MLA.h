@@ -16,6 +16,7 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include "moe-mlir/Dialect/MLA/IR/MLADialect.h.inc"
+#include "moe-mlir/Dialect/MLA/IR/MLAEnums.h.inc"
 
 #define GET_ATTRDEF_CLASSES
 #include "moe-mlir/Dialect/MLA/IR/MLAAttrs.h.inc"

@@ -9,6 +9,7 @@
 
 include "moe-mlir/Dialect/MLA/IR/MLADialect.td"
 include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
 
 // A real number stored as an f64 APFloat (hashable, bitwise comparable),
 // written as a plain float literal.
@@ -59,6 +60,23 @@ def MLA_YarnAttr : AttrDef<MLA_Dialect, "Yarn"> {
   );
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
+}
+
+def MLA_Absorption : I32EnumAttr<"Absorption",
+    "how mla.attention applies kv_b_proj", [
+  // Expand k_nope and v from every cached and new latent.
+  I32EnumAttrCase<"Naive", 0, "naive">,
+  // Fold W_kb into the query and W_vb into the output: attend over the
+  // latents themselves.
+  I32EnumAttrCase<"Absorbed", 1, "absorbed">,
+  // Choose per call, from the new and total token counts (see the op).
+  I32EnumAttrCase<"Cost", 2, "cost">
+]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::moe_mlir::mla";
+}
+def MLA_AbsorptionAttr : EnumAttr<MLA_Dialect, MLA_Absorption, "absorption"> {
+  let assemblyFormat = "`<` $value `>`";
 }
 
 #endif // MOE_MLIR_DIALECT_MLA_IR_MLAATTRS_TD

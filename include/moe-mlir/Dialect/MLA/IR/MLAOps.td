@@ -71,8 +71,18 @@ def MLA_AttentionOp : Op<MLA_Dialect, "attention", [
 
     Matrix products accumulate in f32; the output has the element type of
     `hidden`. The op is numerically the same whichever way a lowering
-    evaluates it (naive: expand k_nope and v for every cached token;
-    absorbed: fold `kv_b_proj` into the query and the output).
+    evaluates it, up to the f32 reassociation of the kv_b_proj products
+    (`weight_absorption`, set by `mla-weight-absorption`):
+    - `naive` (default): expand k_nope [T, N, D_n] and v [T, N, D_v] from
+      every cached and new latent (T = P + S): T·N·R_kv·(D_n+D_v) products;
+    - `absorbed`: fold W_kb (the k_nope rows of `kv_b_proj`) into the query,
+      `q_lat[n] = q_nope[n] · W_kb[n]` [R_kv], score against the latents
+      themselves, and fold W_vb into the output, `o[n] = (Σ_j p_j c_j) ·
+      W_vb[n]ᵀ`: S·N·R_kv·(D_n+D_v) + S·T·N·(2·R_kv) products, far fewer
+      at decode (S = 1) over a long cache;
+    - `cost`: per call, `absorbed` when S·T·(2·R_kv − D_n − D_v) +
+      S·R_kv·(D_n+D_v) < T·R_kv·(D_n+D_v) (its products are fewer), else
+      `naive`.
 
     Example (decode, one token, q LoRA):
     ```mlir
@@ -105,7 +115,9 @@ def MLA_AttentionOp : Op<MLA_Dialect, "attention", [
     DefaultValuedAttr<F64Attr, "10000.0">:$rope_theta,
     UnitAttr:$rope_interleave,
     OptionalAttr<MLA_YarnAttr>:$yarn,
-    OptionalAttr<F32Attr>:$softmax_scale
+    OptionalAttr<F32Attr>:$softmax_scale,
+    DefaultValuedAttr<MLA_AbsorptionAttr,
+                      "::moe_mlir::mla::Absorption::Naive">:$weight_absorption
   );
   let results = (outs MLA_FloatTensor:$output, MLA_FloatTensor:$c_kv_out,
                       MLA_FloatTensor:$k_rope_out);

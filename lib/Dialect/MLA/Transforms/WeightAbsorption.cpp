@@ -1,0 +1,67 @@
+//===- WeightAbsorption.cpp - the mla-weight-absorption pass --------------===//
+//
+// Part of moe-mlir.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe-mlir/Dialect/MLA/IR/MLA.h"
+#include "moe-mlir/Dialect/MLA/Transforms/Passes.h"
+
+namespace moe_mlir::mla {
+#define GEN_PASS_DEF_MLAWEIGHTABSORPTION
+#include "moe-mlir/Dialect/MLA/Transforms/Passes.h.inc"
+} // namespace moe_mlir::mla
+
+using namespace mlir;
+using namespace moe_mlir::mla;
+
+namespace {
+
+/// The cost rule of mla.attention for static token counts: true when the
+/// absorbed form multiplies less, std::nullopt when a count is dynamic.
+std::optional<bool> absorbedIsCheaper(AttentionOp op) {
+  auto hidden = cast<RankedTensorType>(op.getHidden().getType());
+  auto cache = cast<RankedTensorType>(op.getCKvCache().getType());
+  if (hidden.isDynamicDim(0) || cache.isDynamicDim(0) ||
+      cache.isDynamicDim(1))
+    return std::nullopt;
+  int64_t s = hidden.getDimSize(0), t = cache.getDimSize(0) + s;
+  int64_t r = cache.getDimSize(1);
+  int64_t expand = r * static_cast<int64_t>(op.getQkNopeHeadDim() +
+                                            op.getVHeadDim());
+  int64_t perPair = 2 * r - static_cast<int64_t>(op.getQkNopeHeadDim() +
+                                                 op.getVHeadDim());
+  return s * t * perPair + s * expand < t * expand;
+}
+
+struct MLAWeightAbsorptionPass
+    : moe_mlir::mla::impl::MLAWeightAbsorptionBase<MLAWeightAbsorptionPass> {
+  using MLAWeightAbsorptionBase::MLAWeightAbsorptionBase;
+
+  void runOnOperation() override {
+    std::optional<Absorption> wanted = symbolizeAbsorption(mode);
+    if (!wanted) {
+      getOperation()->emitError()
+          << "mla-weight-absorption: unknown mode '" << mode.getValue()
+          << "' (expected cost, absorbed or naive)";
+      return signalPassFailure();
+    }
+    getOperation()->walk([&](AttentionOp op) {
+      if (op.getWeightAbsorption() != Absorption::Naive)
+        return;
+      Absorption chosen = *wanted;
+      if (chosen == Absorption::Cost)
+        if (std::optional<bool> cheaper = absorbedIsCheaper(op))
+          chosen = *cheaper ? Absorption::Absorbed : Absorption::Naive;
+      op.setWeightAbsorption(chosen);
+      if (chosen == Absorption::Absorbed)
+        ++numAbsorbed;
+      else if (chosen == Absorption::Cost)
+        ++numCost;
+      else
+        ++numNaive;
+    });
+  }
+};
+
+} // namespace
