@@ -280,3 +280,36 @@ def test_record_routing(workdir):
     ours = language_model_run([MOE_RUN, balanced, "--ep", "2"], workdir,
                               tag + "-profiled")
     assert_bitwise(ours, expected, tag + " (profiled)")
+
+
+@pytest.mark.parametrize("kind", ["moe", "qmoe"])
+def test_onnx_bitwise(workdir, kind):
+    """ONNX Runtime's MoE ops: float weights are initializers [E, ...] bound
+    row-wise per rank; QMoE's dequantized weights are computed in the
+    model, so every rank dequantizes all experts and keeps its slots
+    (moe.ep_slots). Bitwise equal to the unsharded run, at EP 2 and 3."""
+    pytest.importorskip("onnx")
+    sys.path.insert(0, os.path.join(HERE, "onnx"))
+    import moe_models as M
+    if kind == "moe":
+        spec = M.MoESpec(activation="swiglu", swiglu_fusion=1, E=6,
+                         shape=(2, 5))
+        x, w = M.make_case(spec, 5)
+    else:
+        spec = M.MoESpec(activation="silu", E=5, bits=8, shape=(7,))
+        x, w = M.make_qmoe_case(spec, 5)
+    model = os.path.join(workdir, f"{kind}.onnx")
+    M.build_model(spec, w, model)
+    x_path = os.path.join(workdir, f"{kind}-x.npy")
+    np.save(x_path, x)
+    outs = []
+    for ranks in (1, 2, 3):
+        out_dir = os.path.join(workdir, f"{kind}-ep{ranks}")
+        os.makedirs(out_dir, exist_ok=True)
+        run([MOE_RUN, "--onnx", model, f"--input={spec.input_name}={x_path}",
+             "--output-dir", out_dir]
+            + (["--ep", str(ranks)] if ranks > 1 else []))
+        outs.append(np.load(os.path.join(out_dir, f"{spec.output_name}.npy")))
+    assert outs[0].shape == x.shape
+    for ranks, out in zip((2, 3), outs[1:]):
+        assert np.array_equal(out, outs[0]), f"{kind} EP {ranks}"

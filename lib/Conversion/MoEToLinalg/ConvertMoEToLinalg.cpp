@@ -52,7 +52,7 @@ struct ConvertMoEToLinalgPass
     bool parallel = false;
     getOperation()->walk([&](Operation *op) {
       if (isa<moe::EpDispatchOp, moe::EpReturnOp, moe::EpHomeOp,
-              moe::EpAllGatherOp>(op))
+              moe::EpAllGatherOp, moe::EpSlotsOp>(op))
         parallel = true;
     });
     if (parallel) {
@@ -98,6 +98,7 @@ void moe_mlir::populateMoEToLinalgPatterns(RewritePatternSet &patterns,
   patterns.add<LowerOp<moe::EpReturnOp>>(ctx, lowering::lowerEpReturn);
   patterns.add<LowerOp<moe::EpHomeOp>>(ctx, lowering::lowerEpHome);
   patterns.add<LowerOp<moe::EpAllGatherOp>>(ctx, lowering::lowerEpAllGather);
+  patterns.add<LowerOp<moe::EpSlotsOp>>(ctx, lowering::lowerEpSlots);
   patterns.add<LowerOp<moe::SharedExpertOp>>(
       ctx, [options](moe::SharedExpertOp op, PatternRewriter &b) {
         return lowering::lowerSharedExpert(op, b, options);

@@ -290,3 +290,39 @@ LogicalResult lowering::lowerEpAllGather(moe::EpAllGatherOp op,
   b.replaceOp(op, asTensor(b, loc, type, out));
   return success();
 }
+
+LogicalResult lowering::lowerEpSlots(moe::EpSlotsOp op, PatternRewriter &b) {
+  Location loc = op.getLoc();
+  Value input = op.getInput();
+  auto inType = cast<RankedTensorType>(input.getType());
+  auto outType = cast<RankedTensorType>(op.getResult().getType());
+  int64_t rank = inType.getRank();
+  ArrayRef<int32_t> slotExperts = op.getSlotExperts();
+  int64_t perRank = outType.getDimSize(0);
+  // Unused slots read expert 0: nothing is routed to them.
+  SmallVector<int32_t> table;
+  for (int32_t e : slotExperts)
+    table.push_back(e < 0 ? 0 : e);
+  Value experts = i32Table(b, loc, table);
+  Value first = arith::MulIOp::create(b, loc, callRank(b, loc),
+                                      indexConst(b, loc, perRank));
+  SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, input);
+  sizes[0] = b.getIndexAttr(perRank);
+  Value result = emptyTensor(b, loc, sizes, inType.getElementType());
+  SmallVector<OpFoldResult> one(sizes), strides(rank, b.getIndexAttr(1));
+  one[0] = b.getIndexAttr(1);
+  for (int64_t s = 0; s < perRank; ++s) {
+    Value at = arith::AddIOp::create(b, loc, first, indexConst(b, loc, s));
+    Value expert = arith::IndexCastOp::create(
+        b, loc, b.getIndexType(), tensor::ExtractOp::create(b, loc, experts, at));
+    SmallVector<OpFoldResult> from(rank, b.getIndexAttr(0)), to(from);
+    from[0] = expert;
+    to[0] = b.getIndexAttr(s);
+    Value slice =
+        tensor::ExtractSliceOp::create(b, loc, input, from, one, strides);
+    result = tensor::InsertSliceOp::create(b, loc, slice, result, to, one,
+                                           strides);
+  }
+  b.replaceOp(op, castToResult(b, loc, result, op.getResult()));
+  return success();
+}

@@ -37,6 +37,7 @@ mlir::LogicalResult lowerEpReturn(moe::EpReturnOp op, mlir::PatternRewriter &b);
 mlir::LogicalResult lowerEpHome(moe::EpHomeOp op, mlir::PatternRewriter &b);
 mlir::LogicalResult lowerEpAllGather(moe::EpAllGatherOp op,
                                      mlir::PatternRewriter &b);
+mlir::LogicalResult lowerEpSlots(moe::EpSlotsOp op, mlir::PatternRewriter &b);
 
 } // namespace moe_mlir::lowering
 

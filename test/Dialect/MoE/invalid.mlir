@@ -737,3 +737,19 @@ func.func @ep_all_gather_type(%h: tensor<?x8xf32>, %t: index) {
   %o = moe.ep_all_gather %h tokens(%t) ranks = 2 : tensor<?x8xf32> -> tensor<?x8xbf16>
   return
 }
+
+// -----
+
+func.func @ep_slots_count(%w: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{result must have S = 2 slots in its leading dimension, got 'tensor<3x16x8xf32>'}}
+  %l = moe.ep_slots %w ranks = 2 slot_experts = [0, 1, 2, 3] : tensor<4x16x8xf32> -> tensor<3x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @ep_slots_expert(%w: tensor<4x16x8xf32>) {
+  // expected-error @+1 {{slot_experts[3] = 4 is not an expert of the input or -1}}
+  %l = moe.ep_slots %w ranks = 2 slot_experts = [0, 1, 2, 4] : tensor<4x16x8xf32> -> tensor<2x16x8xf32>
+  return
+}

@@ -269,11 +269,13 @@ func.func @expert_choice_layer(%x: tensor<16x32xf32>, %wg: tensor<4x32xf32>, %w1
 // CHECK: moe.ep_return %{{.*}}, %{{.*}}, %{{.*}} ranks = 2 : (tensor<?x8xf32>, tensor<?xi32>, tensor<?x2xi32>) -> tensor<?x8xf32>
 // CHECK: moe.ep_home %{{.*}} ranks = 2 : tensor<?x2xi32> -> tensor<?x2xi32>
 // CHECK: moe.ep_all_gather %{{.*}} tokens(%{{.*}}) ranks = 2 : tensor<?x8xf32> -> tensor<?x8xf32>
-func.func @expert_parallel(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %t: index) -> tensor<?x8xf32> {
+// CHECK: moe.ep_slots %{{.*}} ranks = 2 slot_experts = [0, 1, 2, 0] : tensor<3x8x4xf32> -> tensor<2x8x4xf32>
+func.func @expert_parallel(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %t: index, %wts: tensor<3x8x4xf32>) -> tensor<?x8xf32> {
   %rows, %counts, %src = moe.ep_dispatch %x, %ids ranks = 2 experts = 3 slot_experts = [0, 1, 2, 0]
       : (tensor<?x8xf32>, tensor<?x2xi32>) -> (tensor<?x8xf32>, tensor<2xi32>, tensor<?xi32>)
   %back = moe.ep_return %rows, %src, %ids ranks = 2 : (tensor<?x8xf32>, tensor<?xi32>, tensor<?x2xi32>) -> tensor<?x8xf32>
   %home = moe.ep_home %ids ranks = 2 : tensor<?x2xi32> -> tensor<?x2xi32>
   %out = moe.ep_all_gather %back tokens(%t) ranks = 2 : tensor<?x8xf32> -> tensor<?x8xf32>
+  %local = moe.ep_slots %wts ranks = 2 slot_experts = [0, 1, 2, 0] : tensor<3x8x4xf32> -> tensor<2x8x4xf32>
   return %out : tensor<?x8xf32>
 }

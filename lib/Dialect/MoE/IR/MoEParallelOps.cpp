@@ -119,3 +119,33 @@ LogicalResult EpAllGatherOp::verify() {
     return failure();
   return success();
 }
+
+LogicalResult EpSlotsOp::verify() {
+  auto in = cast<RankedTensorType>(getInput().getType());
+  auto out = cast<RankedTensorType>(getResult().getType());
+  ArrayRef<int32_t> slots = getSlotExperts();
+  int64_t ranks = static_cast<int64_t>(getRanks());
+  if (slots.empty() || static_cast<int64_t>(slots.size()) % ranks != 0)
+    return emitOpError() << "slot_experts has " << slots.size()
+                         << " entries, not a positive multiple of ranks = "
+                         << ranks;
+  int64_t perRank = static_cast<int64_t>(slots.size()) / ranks;
+  if (in.getRank() < 1 || out.getRank() != in.getRank())
+    return emitOpError() << "result must have the rank of the input [E, ...], "
+                         << "got " << out << " for " << in;
+  if (out.getDimSize(0) != perRank)
+    return emitOpError() << "result must have S = " << perRank
+                         << " slots in its leading dimension, got " << out;
+  for (int64_t d = 1; d < in.getRank(); ++d)
+    if (!sizesCompatible(in.getDimSize(d), out.getDimSize(d)))
+      return emitOpError() << "result dimension " << d
+                           << " must match the input's, got " << out;
+  if (failed(checkSameElementType(getOperation(), "result", getResult(),
+                                  "input", getInput())))
+    return failure();
+  for (auto [i, e] : llvm::enumerate(slots))
+    if (e < -1 || (!in.isDynamicDim(0) && e >= in.getDimSize(0)))
+      return emitOpError() << "slot_experts[" << i << "] = " << e
+                           << " is not an expert of the input or -1";
+  return success();
+}

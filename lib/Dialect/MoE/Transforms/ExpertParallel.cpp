@@ -165,38 +165,35 @@ MoEExpertParallelPass::shard(Layer layer,
   auto fn = combine->getParentOfType<func::FuncOp>();
   Block &entry = fn.getBody().front();
 
-  // The weights become this rank's slots: [S, ...] function arguments.
+  // The weights become this rank's slots [S, ...]: a function argument used
+  // by this op alone changes type (each rank binds its own experts); any
+  // other weight (computed in the function, or shared with other ops) is
+  // gathered from all E experts by moe.ep_slots.
   static const char *names[] = {"fc1",      "fc2",      "fc3",
                                 "fc1_bias", "fc2_bias", "fc3_bias"};
   Value weights[] = {ffn.getFc1(),     ffn.getFc2(),     ffn.getFc3(),
                      ffn.getFc1Bias(), ffn.getFc2Bias(), ffn.getFc3Bias()};
+  SmallVector<Value> localWeights;
   for (auto [name, w] : llvm::zip(names, weights)) {
+    localWeights.push_back(w);
     if (!w)
       continue;
-    auto arg = dyn_cast<BlockArgument>(w);
-    if (!arg || arg.getOwner() != &entry)
-      return ffn.emitOpError()
-             << "operand '" << name << "': moe-expert-parallel shards expert "
-             << "weights that are arguments of @" << fn.getSymName()
-             << " (weight inputs); this one is computed in the function";
-    if (!w.hasOneUse())
-      return ffn.emitOpError()
-             << "operand '" << name << "' (argument " << arg.getArgNumber()
-             << " of @" << fn.getSymName()
-             << ") has other uses; moe-expert-parallel gives each rank only "
-             << "its experts' slots of it";
     if (cast<RankedTensorType>(w.getType()).getDimSize(0) != experts)
       return ffn.emitOpError() << "operand '" << name << "' must have "
                                << experts << " experts in its leading "
                                << "dimension to be sharded";
-  }
-  for (Value w : weights) {
-    if (!w)
+    auto arg = dyn_cast<BlockArgument>(w);
+    if (arg && arg.getOwner() == &entry && w.hasOneUse() &&
+        !fn.getArgAttr(arg.getArgNumber(), "moe.expert_slots")) {
+      arg.setType(withLeading(arg.getType(), slotsPerRank));
+      fn.setArgAttr(arg.getArgNumber(), "moe.expert_slots",
+                    DenseI32ArrayAttr::get(fn.getContext(), slotExperts));
       continue;
-    auto arg = cast<BlockArgument>(w);
-    arg.setType(withLeading(arg.getType(), slotsPerRank));
-    fn.setArgAttr(arg.getArgNumber(), "moe.expert_slots",
-                  DenseI32ArrayAttr::get(fn.getContext(), slotExperts));
+    }
+    OpBuilder wb(ffn);
+    localWeights.back() = EpSlotsOp::create(
+        wb, ffn.getLoc(), withLeading(w.getType(), slotsPerRank), w, ranks,
+        slotExperts);
   }
 
   OpBuilder b(combine);
@@ -235,6 +232,9 @@ MoEExpertParallelPass::shard(Layer layer,
   IRMapping map;
   map.map(ffn.getRows(), ep.getRows());
   map.map(ffn.getCounts(), ep.getCounts());
+  for (auto [w, local] : llvm::zip(weights, localWeights))
+    if (w && local != w)
+      map.map(w, local);
   Operation *local = b.clone(*ffn, map);
   local->getResult(0).setType(rowsType);
 

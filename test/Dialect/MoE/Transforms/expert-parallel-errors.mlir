@@ -10,37 +10,6 @@
 // PROFILE: error: moe-expert-parallel: {{.*}}missing.json
 // INDIVISIBLE: error: moe-expert-parallel: cannot place the 4 experts of MoE layer 0 on 2 ranks (balanced): {{.+}}
 
-// Weights computed in the function cannot be bound per rank.
-func.func @computed_weights(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>,
-                            %w1: tensor<4x16x8xf32>, %w2: tensor<4x8x16xf32>) -> tensor<?x8xf32> {
-  %neg = arith.negf %w1 : tensor<4x16x8xf32>
-  %rows, %counts, %map = moe.dispatch dropless %x, %ids experts = 4
-      : (tensor<?x8xf32>, tensor<?x2xi32>) -> (tensor<?x8xf32>, tensor<4xi32>, tensor<?x2xi32>)
-  // expected-error @+1 {{operand 'fc1': moe-expert-parallel shards expert weights that are arguments of @computed_weights (weight inputs); this one is computed in the function}}
-  %y = moe.expert_ffn %rows, %counts fc1(%neg) fc2(%w2) act = gelu
-      : (tensor<?x8xf32>, tensor<4xi32>, tensor<4x16x8xf32>, tensor<4x8x16xf32>) -> tensor<?x8xf32>
-  %out = moe.combine dropless %y, %map, %w
-      : (tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>) -> tensor<?x8xf32>
-  return %out : tensor<?x8xf32>
-}
-
-// -----
-
-// A weight shared with another op.
-func.func @shared_weight(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>,
-                         %w1: tensor<4x16x8xf32>, %w2: tensor<4x8x16xf32>) -> (tensor<?x8xf32>, tensor<4x8x16xf32>) {
-  %rows, %counts, %map = moe.dispatch dropless %x, %ids experts = 4
-      : (tensor<?x8xf32>, tensor<?x2xi32>) -> (tensor<?x8xf32>, tensor<4xi32>, tensor<?x2xi32>)
-  // expected-error @+1 {{operand 'fc2' (argument 4 of @shared_weight) has other uses; moe-expert-parallel gives each rank only its experts' slots of it}}
-  %y = moe.expert_ffn %rows, %counts fc1(%w1) fc2(%w2) act = gelu
-      : (tensor<?x8xf32>, tensor<4xi32>, tensor<4x16x8xf32>, tensor<4x8x16xf32>) -> tensor<?x8xf32>
-  %out = moe.combine dropless %y, %map, %w
-      : (tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>) -> tensor<?x8xf32>
-  return %out, %w2 : tensor<?x8xf32>, tensor<4x8x16xf32>
-}
-
-// -----
-
 // Expert-choice routing is not sharded yet.
 func.func @expert_choice(%x: tensor<6x8xf32>, %ids: tensor<4x3xi32>, %w: tensor<4x3xf32>,
                          %w1: tensor<4x16x8xf32>, %w2: tensor<4x8x16xf32>) -> tensor<6x8xf32> {

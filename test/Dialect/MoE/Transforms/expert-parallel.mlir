@@ -97,3 +97,28 @@ func.func @capacity(%x: tensor<6x8xbf16>, %gate: tensor<4x8xbf16>,
       : (tensor<4x2x8xbf16>, tensor<6x1xi32>, tensor<6x1xf32>, tensor<6x8xbf16>) -> tensor<6x8xbf16>
   return %out : tensor<6x8xbf16>
 }
+
+// -----
+
+// Weights the function computes (here a dequantizing conversion) or shares
+// with another op are gathered per rank by moe.ep_slots from all E experts;
+// the argument used by the layer alone is still bound per rank.
+// CONTIG-LABEL: func.func @computed_weights(
+// CONTIG-SAME:    %{{[a-z0-9]+}}: tensor<4x16x8xbf16>, %[[W2:[a-z0-9]+]]: tensor<4x8x16xf32>, %[[W3:[a-z0-9]+]]: tensor<2x16x8xf32> {moe.expert_slots = array<i32: 0, 1, 2, 3>})
+// CONTIG:         %[[W1F:.+]] = arith.extf
+// CONTIG:         %[[W1:.+]] = moe.ep_slots %[[W1F]] ranks = 2 slot_experts = [0, 1, 2, 3] : tensor<4x16x8xf32> -> tensor<2x16x8xf32>
+// CONTIG:         %[[W2L:.+]] = moe.ep_slots %[[W2]] ranks = 2 slot_experts = [0, 1, 2, 3] : tensor<4x8x16xf32> -> tensor<2x8x16xf32>
+// CONTIG:         moe.expert_ffn {{.*}} fc1(%[[W1]]) fc3(%[[W3]]) fc2(%[[W2L]])
+// CONTIG:         return {{.*}}, %[[W2]]
+func.func @computed_weights(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>,
+                            %w1: tensor<4x16x8xbf16>, %w2: tensor<4x8x16xf32>, %w3: tensor<4x16x8xf32>)
+    -> (tensor<?x8xf32>, tensor<4x8x16xf32>) {
+  %w1f = arith.extf %w1 : tensor<4x16x8xbf16> to tensor<4x16x8xf32>
+  %rows, %counts, %map = moe.dispatch dropless %x, %ids experts = 4
+      : (tensor<?x8xf32>, tensor<?x2xi32>) -> (tensor<?x8xf32>, tensor<4xi32>, tensor<?x2xi32>)
+  %y = moe.expert_ffn %rows, %counts fc1(%w1f) fc3(%w3) fc2(%w2) act = silu gating = separate
+      : (tensor<?x8xf32>, tensor<4xi32>, tensor<4x16x8xf32>, tensor<4x8x16xf32>, tensor<4x16x8xf32>) -> tensor<?x8xf32>
+  %out = moe.combine dropless %y, %map, %w
+      : (tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>) -> tensor<?x8xf32>
+  return %out, %w2 : tensor<?x8xf32>, tensor<4x8x16xf32>
+}

@@ -130,4 +130,28 @@ def MoE_EpAllGatherOp : MoE_ParallelOp<"ep_all_gather"> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// moe.ep_slots
+//===----------------------------------------------------------------------===//
+
+def MoE_EpSlotsOp : MoE_ParallelOp<"ep_slots"> {
+  let summary = "this rank's expert slots of an expert-stacked tensor";
+  let description = [{
+    `result[s] = input[slot_experts[r · S + s]]` for this rank r and its S
+    local slots (`slot_experts` as in `moe.ep_dispatch`, `ranks` × S
+    entries); an unused slot (-1) holds unspecified values (no row is ever
+    routed to it). `moe-expert-parallel` uses it for expert weights that
+    the function computes (dequantized, transposed, ...) rather than takes
+    as arguments: every rank then computes all E experts' weights and keeps
+    its slots. Weights that are arguments are bound per rank instead.
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_PositiveI64:$ranks,
+                       DenseI32ArrayAttr:$slot_experts);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `ranks` `=` $ranks `slot_experts` `=` $slot_experts
+    attr-dict `:` type($input) `->` type($result)
+  }];
+}
+
 #endif // MOE_MLIR_DIALECT_MOE_IR_MOEPARALLELOPS_TD

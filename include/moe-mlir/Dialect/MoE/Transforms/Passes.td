@@ -66,11 +66,13 @@ def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
        gets every token back). Capacity-mode layers keep their
        `moe.dispatch` for its admission decisions and exchange the
        admitted assignments only.
-    3. every weight of the layer's `moe.expert_ffn` must be an argument of
-       the enclosing function used by that op alone: its type becomes
-       [S, ...] and its `moe.expert_slots` argument attribute lists the
-       expert of every global slot (`ranks` x S ids, rank-major, -1
-       unused), which the runtime uses to bind each rank's experts.
+    3. a weight of the layer's `moe.expert_ffn` that is an argument of the
+       function used by that op alone becomes [S, ...], and its
+       `moe.expert_slots` argument attribute lists the expert of every
+       global slot (`ranks` x S ids, rank-major, -1 unused), which the
+       runtime uses to bind each rank's experts only. Any other weight
+       (dequantized or transposed in the function, or shared) is computed
+       for all E experts on every rank and `moe.ep_slots` keeps the rank's.
 
     Calls of functions that hold MoE layers (an importer's per-layer
     function) are inlined first, so that every layer is placed on its own.
@@ -78,9 +80,9 @@ def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
     shared-expert layers stay replicated. Each assignment is computed by
     exactly the kernel, and combined in exactly the order, of the unsharded
     layer, so every rank's results are bitwise those of the unsharded
-    program. Expert-choice layers, weights that are not function arguments
-    and placements that cannot hold the experts (e.g. E < ranks, or E + R
-    not a multiple of ranks for `balanced`) are errors.
+    program. Expert-choice layers and placements that cannot hold the
+    experts (e.g. E < ranks, or E + R not a multiple of ranks for
+    `balanced`) are errors.
   }];
   let options = [
     Option<"ranks", "ranks", "int64_t", /*default=*/"1",
