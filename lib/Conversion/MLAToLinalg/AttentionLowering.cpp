@@ -212,7 +212,7 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b,
 
   // o [S, N, D_v] f32, by the form weight_absorption chooses.
   Value o;
-  switch (op.getWeightAbsorption()) {
+  switch (op.getWeightAbsorption().value_or(moe_mlir::mla::Absorption::Naive)) {
   case moe_mlir::mla::Absorption::Naive:
     o = naive(b);
     break;

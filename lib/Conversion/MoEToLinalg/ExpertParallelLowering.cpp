@@ -18,6 +18,14 @@
 // Everything else (the replica choice, the home token range) is computed
 // here, in the compiled code.
 //
+// Known limit: the hooks' reads are addresses that one-shot bufferization
+// does not see. canonicalize folds to_buffer(to_tensor(%alloc)) to %alloc,
+// so an operand that is another hook's result (e.g. an ep_all_gather
+// output fed straight into the next ep_dispatch) could in principle be
+// updated in place before the call reads it. The importers' models always
+// put a fresh tensor (the normalized hidden states) there; lowering the
+// ops after bufferization (or a BufferizableOpInterface) would close it.
+//
 //===----------------------------------------------------------------------===//
 
 #include "../Utils/LoweringUtils.h"

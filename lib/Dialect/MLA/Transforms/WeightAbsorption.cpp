@@ -47,8 +47,9 @@ struct MLAWeightAbsorptionPass
       return signalPassFailure();
     }
     getOperation()->walk([&](AttentionOp op) {
-      if (op.getWeightAbsorption() != Absorption::Naive)
-        return;
+      if (op.getWeightAbsorption())
+        return; // chosen already, by the producer or an earlier run
+
       Absorption chosen = *wanted;
       if (chosen == Absorption::Cost)
         if (std::optional<bool> cheaper = absorbedIsCheaper(op))

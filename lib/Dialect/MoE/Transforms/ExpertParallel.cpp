@@ -44,7 +44,8 @@ std::optional<Layer> matchLayer(CombineOp combine) {
   if (!ffn)
     return std::nullopt;
   auto dispatch = ffn.getRows().getDefiningOp<DispatchOp>();
-  if (!dispatch || ffn.getCounts() != dispatch.getCounts() ||
+  // The expert outputs feed this combine alone: the rewrite replaces both.
+  if (!dispatch || !ffn->hasOneUse() || ffn.getCounts() != dispatch.getCounts() ||
       combine.getMapping() != dispatch.getMapping() ||
       combine.getMode() != dispatch.getMode())
     return std::nullopt;
@@ -165,6 +166,12 @@ MoEExpertParallelPass::shard(Layer layer,
   auto fn = combine->getParentOfType<func::FuncOp>();
   Block &entry = fn.getBody().front();
 
+  // Everything is checked before anything changes.
+  if (ShapedType::isDynamic(
+          cast<RankedTensorType>(dispatch.getIndices().getType()).getDimSize(1)))
+    return dispatch.emitOpError("moe-expert-parallel needs a static number "
+                                "of experts per token (k)");
+
   // The weights become this rank's slots [S, ...]: a function argument used
   // by this op alone changes type (each rank binds its own experts); any
   // other weight (computed in the function, or shared with other ops) is
@@ -173,15 +180,16 @@ MoEExpertParallelPass::shard(Layer layer,
                                 "fc1_bias", "fc2_bias", "fc3_bias"};
   Value weights[] = {ffn.getFc1(),     ffn.getFc2(),     ffn.getFc3(),
                      ffn.getFc1Bias(), ffn.getFc2Bias(), ffn.getFc3Bias()};
-  SmallVector<Value> localWeights;
-  for (auto [name, w] : llvm::zip(names, weights)) {
-    localWeights.push_back(w);
-    if (!w)
-      continue;
-    if (cast<RankedTensorType>(w.getType()).getDimSize(0) != experts)
+  for (auto [name, w] : llvm::zip(names, weights))
+    if (w && cast<RankedTensorType>(w.getType()).getDimSize(0) != experts)
       return ffn.emitOpError() << "operand '" << name << "' must have "
                                << experts << " experts in its leading "
                                << "dimension to be sharded";
+  SmallVector<Value> localWeights;
+  for (Value w : weights) {
+    localWeights.push_back(w);
+    if (!w)
+      continue;
     auto arg = dyn_cast<BlockArgument>(w);
     if (arg && arg.getOwner() == &entry && w.hasOneUse() &&
         !fn.getArgAttr(arg.getArgNumber(), "moe.expert_slots")) {
@@ -215,9 +223,6 @@ MoEExpertParallelPass::shard(Layer layer,
   auto idsType = cast<RankedTensorType>(ids.getType());
   int64_t tokens = xType.getDimSize(0), hidden = xType.getDimSize(1);
   int64_t k = idsType.getDimSize(1);
-  if (ShapedType::isDynamic(k))
-    return dispatch.emitOpError("moe-expert-parallel needs a static number "
-                                "of experts per token (k)");
   int64_t capacity =
       ShapedType::isDynamic(tokens) || ShapedType::isDynamic(k) ? kDyn
                                                                 : tokens * k;
@@ -270,6 +275,8 @@ MoEExpertParallelPass::shard(Layer layer,
   ffn.erase();
   if (dispatch->use_empty())
     dispatch.erase();
+  fn.setType(FunctionType::get(fn.getContext(), entry.getArgumentTypes(),
+                               fn.getResultTypes()));
   return success();
 }
 
@@ -311,7 +318,7 @@ void MoEExpertParallelPass::runOnOperation() {
 
   if (failed(inlineMoELayerCalls(module)))
     return signalPassFailure();
-  int layerIndex = 0;
+  int sharded = 0;
   for (auto fn : module.getOps<func::FuncOp>()) {
     if (fn.isExternal())
       continue;
@@ -321,8 +328,8 @@ void MoEExpertParallelPass::runOnOperation() {
         std::optional<Layer> layer = matchLayer(combine);
         if (!layer) {
           combine.emitOpError("moe-expert-parallel: not the combine of a "
-                              "moe.dispatch -> moe.expert_ffn layer; cannot "
-                              "shard it");
+                              "moe.dispatch -> moe.expert_ffn layer whose "
+                              "expert outputs it alone reads; cannot shard it");
           return WalkResult::interrupt();
         }
         if (combine.getMode() == DispatchMode::ExpertChoice) {
@@ -345,6 +352,9 @@ void MoEExpertParallelPass::runOnOperation() {
                         "be sharded (their weight arguments change)";
       return signalPassFailure();
     }
+    // Layers are numbered per function, as moe-expose-routing numbers the
+    // routers whose profile balances them.
+    int layerIndex = 0;
     for (Layer &layer : layers) {
       int64_t experts = static_cast<int64_t>(layer.dispatch.getNumExperts());
       FailureOr<std::vector<int32_t>> slots =
@@ -355,15 +365,13 @@ void MoEExpertParallelPass::runOnOperation() {
       if (failed(shard(layer, *slots, slotsPerRank)))
         return signalPassFailure();
       ++layerIndex;
+      ++sharded;
       ++numLayers;
     }
-    Block &entry = fn.getBody().front();
-    fn.setType(FunctionType::get(fn.getContext(), entry.getArgumentTypes(),
-                                 fn.getResultTypes()));
     fn->setAttr("moe.expert_parallel",
                 IntegerAttr::get(IntegerType::get(fn.getContext(), 64), ranks));
   }
-  if (layerIndex == 0) {
+  if (sharded == 0) {
     module.emitError() << "moe-expert-parallel: no MoE layer (moe.dispatch -> "
                           "moe.expert_ffn -> moe.combine) to shard over "
                        << ranks.getValue() << " ranks";

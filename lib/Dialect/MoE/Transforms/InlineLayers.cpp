@@ -51,6 +51,10 @@ LogicalResult moe_mlir::moe::inlineMoELayerCalls(ModuleOp module) {
     if (calls.empty())
       break;
     for (auto [call, callee] : calls) {
+      if (call->getParentOfType<func::FuncOp>() == callee)
+        return call.emitError()
+               << "cannot inline the recursive call of @"
+               << callee.getSymName() << ", which holds an MoE layer";
       if (failed(inlineCall(interface, clone, call, callee,
                             &callee.getBody())))
         return call.emitError()

@@ -10,6 +10,21 @@
 // PROFILE: error: moe-expert-parallel: {{.*}}missing.json
 // INDIVISIBLE: error: moe-expert-parallel: cannot place the 4 experts of MoE layer 0 on 2 ranks (balanced): {{.+}}
 
+// Expert outputs read by more than the layer's combine.
+func.func @ffn_two_uses(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>,
+                        %w1: tensor<4x16x8xf32>, %w2: tensor<4x8x16xf32>) -> (tensor<?x8xf32>, tensor<?x8xf32>) {
+  %rows, %counts, %map = moe.dispatch dropless %x, %ids experts = 4
+      : (tensor<?x8xf32>, tensor<?x2xi32>) -> (tensor<?x8xf32>, tensor<4xi32>, tensor<?x2xi32>)
+  %y = moe.expert_ffn %rows, %counts fc1(%w1) fc2(%w2) act = gelu
+      : (tensor<?x8xf32>, tensor<4xi32>, tensor<4x16x8xf32>, tensor<4x8x16xf32>) -> tensor<?x8xf32>
+  // expected-error @+1 {{moe-expert-parallel: not the combine of a moe.dispatch -> moe.expert_ffn layer whose expert outputs it alone reads; cannot shard it}}
+  %out = moe.combine dropless %y, %map, %w
+      : (tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>) -> tensor<?x8xf32>
+  return %out, %y : tensor<?x8xf32>, tensor<?x8xf32>
+}
+
+// -----
+
 // Expert-choice routing is not sharded yet.
 func.func @expert_choice(%x: tensor<6x8xf32>, %ids: tensor<4x3xi32>, %w: tensor<4x3xf32>,
                          %w1: tensor<4x16x8xf32>, %w2: tensor<4x8x16xf32>) -> tensor<6x8xf32> {

@@ -72,8 +72,8 @@ def MLA_AttentionOp : Op<MLA_Dialect, "attention", [
     Matrix products accumulate in f32; the output has the element type of
     `hidden`. The op is numerically the same whichever way a lowering
     evaluates it, up to the f32 reassociation of the kv_b_proj products
-    (`weight_absorption`, set by `mla-weight-absorption`):
-    - `naive` (default): expand k_nope [T, N, D_n] and v [T, N, D_v] from
+    (`weight_absorption`, set by `mla-weight-absorption` when absent):
+    - `naive` (also when absent): expand k_nope [T, N, D_n] and v [T, N, D_v] from
       every cached and new latent (T = P + S): T·N·R_kv·(D_n+D_v) products;
     - `absorbed`: fold W_kb (the k_nope rows of `kv_b_proj`) into the query,
       `q_lat[n] = q_nope[n] · W_kb[n]` [R_kv], score against the latents
@@ -116,8 +116,7 @@ def MLA_AttentionOp : Op<MLA_Dialect, "attention", [
     UnitAttr:$rope_interleave,
     OptionalAttr<MLA_YarnAttr>:$yarn,
     OptionalAttr<F32Attr>:$softmax_scale,
-    DefaultValuedAttr<MLA_AbsorptionAttr,
-                      "::moe_mlir::mla::Absorption::Naive">:$weight_absorption
+    OptionalAttr<MLA_AbsorptionAttr>:$weight_absorption
   );
   let results = (outs MLA_FloatTensor:$output, MLA_FloatTensor:$c_kv_out,
                       MLA_FloatTensor:$k_rope_out);

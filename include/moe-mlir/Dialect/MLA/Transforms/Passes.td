@@ -12,8 +12,8 @@ include "mlir/Pass/PassBase.td"
 def MLAWeightAbsorption : Pass<"mla-weight-absorption"> {
   let summary = "Choose how every mla.attention applies kv_b_proj";
   let description = [{
-    Sets `weight_absorption` on every `mla.attention` that has the default
-    (`naive`) to `mode`:
+    Sets `weight_absorption` on every `mla.attention` that has none to
+    `mode`:
 
     - `cost` (default): the lowering decides per call by the op's cost rule
       (absorbed at decode and for short prompts, naive for long prompts);
@@ -21,7 +21,7 @@ def MLAWeightAbsorption : Pass<"mla-weight-absorption"> {
       evaluated here and the op gets `absorbed` or `naive` directly;
     - `absorbed` or `naive`: that form always.
 
-    An op that already says `absorbed` or `cost` is left alone. Both forms
+    An op that already has a `weight_absorption` is left alone. Both forms
     compute the same attention; they differ by the reassociation of the
     kv_b_proj products in f32 (see `mla.attention`).
   }];
