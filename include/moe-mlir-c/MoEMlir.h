@@ -233,8 +233,10 @@ typedef struct MoeMlirCompileOptions {
   /// "cpu" (the only target implemented; "cuda" is reported as not
   /// implemented yet).
   const char *target;
-  /// Expert parallelism: the number of devices experts are spread over.
-  /// Only 1 is implemented.
+  /// Expert parallelism: the number of ranks the MoE layers' experts are
+  /// sharded over (moe-compile --ep N, contiguous placement). A sharded
+  /// model runs as N ranks: save it and run it with moe-run --ep N; run here
+  /// it reports that it needs an expert-parallel group.
   int64_t expertParallelism;
   /// The CPU to generate code for: "native" (the host) or an LLVM CPU name
   /// such as "x86-64-v3" (moe-compile --cpu).

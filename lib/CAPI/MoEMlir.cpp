@@ -551,12 +551,6 @@ MoeMlirStatus moeMlirModuleCompile(MoeMlirModule module,
   if (options->expertParallelism < 1)
     return invalidArgument("expert parallelism must be at least 1, got " +
                            std::to_string(options->expertParallelism));
-  if (options->expertParallelism > 1)
-    return failStatus(MoeMlirStatusNotImplemented,
-                      "expert parallelism " +
-                          std::to_string(options->expertParallelism) +
-                          ": expert-parallel execution is not implemented yet "
-                          "(compile with ep=1)");
   std::string cpu = options->cpu && *options->cpu ? options->cpu : "native";
   std::string entry = options->entry ? options->entry : "";
   std::string error;
@@ -586,6 +580,16 @@ MoeMlirStatus moeMlirModuleCompile(MoeMlirModule module,
     // The caller's module stays as it was.
     OwningOpRef<ModuleOp> copy(impl->module->clone());
     moe_mlir::FirstError firstError(impl->context->context.get());
+    // Sharded over N ranks (contiguous placement): the library is saved
+    // and run as N ranks by moe-run --ep N.
+    moe_mlir::ExpertParallelOptions parallel;
+    parallel.ranks = static_cast<int>(options->expertParallelism);
+    if (failed(moe_mlir::shardExpertParallel(*copy, parallel))) {
+      cleanUp();
+      return errorStatus(impl->origin + ": " +
+                         firstError.message("could not shard it for expert "
+                                            "parallelism"));
+    }
     FailureOr<moe_rt::ModelInfo> info = moe_mlir::prepareEntry(*copy, entry);
     if (failed(info)) {
       cleanUp();

@@ -17,8 +17,8 @@ them for the CPU and run them on NumPy arrays, or generate tokens.
 Every failure raises moe_mlir.Error (a RuntimeError) with the one-line
 message moe-compile / moe-run print; InvalidArgumentError (also a
 ValueError) for the caller's mistakes, UnsupportedError (also a
-NotImplementedError) for what is not implemented yet (target="cuda",
-ep > 1). See docs/python.md.
+NotImplementedError) for what is not implemented yet (target="cuda").
+See docs/python.md.
 """
 
 import os as _os

@@ -141,8 +141,9 @@ class Module:
                 bf16_dot: Literal["auto", "on", "off"] = "auto"
                 ) -> CompiledModel:
         """Compiles ahead of time (moe-compile) and loads the library; the
-        module is left unchanged. target='cuda' and ep > 1 raise
-        UnsupportedError. bf16_dot: with bf16 weights, AVX512-BF16 dot
+        module is left unchanged. target='cuda' raises UnsupportedError;
+        ep=N shards the experts over N ranks (save() it, run it with
+        moe-run --ep N). bf16_dot: with bf16 weights, AVX512-BF16 dot
         products on bf16-rounded activations ('auto': where the CPU has
         avx512bf16; 'off': exact f32 products)."""
 

@@ -798,7 +798,8 @@ PYBIND11_MODULE(_core, m) {
            "weights"_a = py::none(), "bf16_dot"_a = "auto",
            "Compiles the module ahead of time, as moe-compile does, and "
            "loads it. target: 'cpu' ('cuda' raises UnsupportedError: not "
-           "implemented yet); ep: expert parallelism (only 1); cpu: "
+           "implemented yet); ep: shard the experts over ep ranks (save it "
+           "and run it with moe-run --ep); cpu: "
            "'native' or an LLVM CPU name; entry: the function (default: "
            "the only public one, else main); weights: checkpoints to bind "
            "inputs from instead of the recorded one; bf16_dot: 'auto' "

@@ -155,6 +155,21 @@ def test_hf_saved_model_runs_in_moe_run(hf, tmp_path):
     assert np.array_equal(loaded.logits(PROMPT), hf.model.logits(PROMPT))
 
 
+def test_hf_expert_parallel_saved_model(hf, tmp_path):
+    """compile(ep=2) shards the experts over 2 ranks; the saved library runs
+    as 2 ranks in moe-run bitwise like the unsharded model, and refuses to
+    run outside an expert-parallel group."""
+    sharded = hf.module.compile(ep=2)
+    with pytest.raises(moe_mlir.Error):
+        sharded.logits(PROMPT)
+    library = str(tmp_path / "model-ep2.so")
+    sharded.save(library)
+    logits_path = str(tmp_path / "logits-ep2.npy")
+    run_tool([MOE_RUN, library, "--ep", "2", "--tokens",
+              ",".join(map(str, PROMPT)), "--logits-out", logits_path])
+    assert np.array_equal(np.load(logits_path), hf.model.logits(PROMPT))
+
+
 def test_hf_module_text_is_moe_import_output(hf):
     text = run_tool([MOE_IMPORT, hf.directory, "-o", "-"]).stdout
     assert str(hf.module).rstrip() == text.rstrip()
@@ -478,10 +493,9 @@ def test_targets_not_implemented():
     assert isinstance(info.value, NotImplementedError)
     assert raised(info) == ("target 'cuda': GPU code generation is not "
                             "implemented yet (compile for target 'cpu')")
-    with pytest.raises(NotImplementedError) as info:
+    with pytest.raises(moe_mlir.Error) as info:
         module.compile(ep=2)
-    assert raised(info) == ("expert parallelism 2: expert-parallel execution "
-                            "is not implemented yet (compile with ep=1)")
+    assert "no MoE layer" in raised(info) and "over 2 ranks" in raised(info)
     with pytest.raises(ValueError, match="unknown target 'tpu'"):
         module.compile(target="tpu")
     with pytest.raises(ValueError, match="at least 1, got 0"):
