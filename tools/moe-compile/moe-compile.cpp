@@ -29,6 +29,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../CompileFlags.h"
 #include "moe-mlir/Compiler/Compiler.h"
 #include "moe-mlir/Import/HF/Importer.h"
 #include "moe-mlir/Import/ONNX/Importer.h"
@@ -81,16 +82,6 @@ static cl::opt<std::string>
     cpu("cpu", cl::desc("Target CPU: native (the host, default) or an LLVM "
                         "CPU name such as x86-64-v3"),
         cl::init("native"));
-static cl::opt<bool> optimizeOpt(
-    "optimize",
-    cl::desc("Run the moe-optimize pipeline before lowering (default true; "
-             "--optimize=false lowers the ops as written)"),
-    cl::init(true));
-static cl::opt<std::string> weightAbsorption(
-    "weight-absorption",
-    cl::desc("moe-optimize's MLA weight absorption: cost (per call, "
-             "default), absorbed, naive or off"),
-    cl::init("cost"));
 static cl::opt<std::string> bf16Dot(
     "bf16-dot",
     cl::desc("bf16 weights: round the activations to bf16 and use AVX512-BF16 "
@@ -101,20 +92,6 @@ static cl::opt<int> epRanks(
     "ep", cl::desc("Shard the MoE layers' experts over N expert-parallel "
                    "ranks (default 1: not sharded)"),
     cl::value_desc("N"), cl::init(1));
-static cl::opt<std::string> placement(
-    "placement",
-    cl::desc("With --ep: contiguous (default), round-robin or balanced"),
-    cl::init("contiguous"));
-static cl::opt<int> redundant(
-    "redundant",
-    cl::desc("With --ep and --placement balanced: redundant expert replicas "
-             "per layer"),
-    cl::init(0));
-static cl::opt<std::string> routingProfile(
-    "routing-profile",
-    cl::desc("With --placement balanced: a routing profile (JSON) whose "
-             "per-layer expert counts balance the placement"),
-    cl::value_desc("FILE.json"));
 static cl::opt<bool> exposeRouting(
     "expose-routing",
     cl::desc("Return every router's expert choices as extra outputs "
@@ -193,18 +170,12 @@ int main(int argc, char **argv) {
   moe_mlir::FirstError firstError(&context);
   if (epRanks < 1)
     fail("--ep must be at least 1, got " + llvm::Twine(epRanks.getValue()));
-  if (epRanks == 1 && (placement.getNumOccurrences() ||
-                       redundant.getNumOccurrences() ||
-                       routingProfile.getNumOccurrences()))
+  if (epRanks == 1 && moe_mlir::flags::placementGiven())
     fail("--placement, --redundant and --routing-profile need --ep N > 1");
   if (exposeRouting && failed(moe_mlir::exposeRouting(*module)))
     fail(inputFile + ": " + firstError.message("could not expose the routing"));
-  moe_mlir::ExpertParallelOptions parallel;
-  parallel.ranks = epRanks;
-  parallel.placement = placement;
-  parallel.redundant = redundant;
-  parallel.routingProfile = routingProfile;
-  if (failed(moe_mlir::shardExpertParallel(*module, parallel)))
+  if (failed(moe_mlir::shardExpertParallel(
+          *module, moe_mlir::flags::expertParallel(epRanks))))
     fail(inputFile + ": " +
          firstError.message("could not shard it for expert parallelism"));
   FailureOr<moe_rt::ModelInfo> info =
@@ -217,8 +188,7 @@ int main(int argc, char **argv) {
   if (failed(contraction))
     fail(error);
   lowering.contraction = *contraction;
-  lowering.optimize = optimizeOpt;
-  lowering.optimization.weightAbsorption = weightAbsorption;
+  moe_mlir::flags::applyOptimization(lowering);
   lowering.timing = timeStages;
   lowering.beforePass = [&](llvm::StringRef pass) {
     progress.update(("lowering: " + pass).str());

@@ -56,6 +56,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../CompileFlags.h"
 #include "moe-mlir/Compiler/Compiler.h"
 #include "moe-mlir/Import/HF/Importer.h"
 #include "moe-mlir/Import/ONNX/Importer.h"
@@ -147,16 +148,6 @@ static cl::opt<std::string> outputDir("output-dir",
 static cl::opt<std::string>
     entryName("entry", cl::desc("MLIR only: the function to run (default: the "
                                 "only public function, or 'main')"));
-static cl::opt<bool> optimizeOpt(
-    "optimize",
-    cl::desc("Run the moe-optimize pipeline before lowering (default true; "
-             "--optimize=false lowers the ops as written)"),
-    cl::init(true));
-static cl::opt<std::string> weightAbsorption(
-    "weight-absorption",
-    cl::desc("moe-optimize's MLA weight absorption: cost (per call, "
-             "default), absorbed, naive or off"),
-    cl::init("cost"));
 static cl::opt<std::string> bf16Dot(
     "bf16-dot",
     cl::desc("MLIR, checkpoint and ONNX inputs: bf16 weights use AVX512-BF16 "
@@ -184,22 +175,6 @@ static cl::opt<std::string>
                        "(threads of this process, default) or mpi (one "
                        "rank per MPI process)"),
               cl::value_desc("local|mpi|nccl"), cl::init("local"));
-static cl::opt<std::string> epPlacement(
-    "placement",
-    cl::desc("With --ep, MLIR/ONNX/checkpoint models: where the experts go: "
-             "contiguous (default), round-robin or balanced"),
-    cl::init("contiguous"));
-static cl::opt<int> epRedundant(
-    "redundant",
-    cl::desc("With --ep and --placement balanced: redundant expert replicas "
-             "per layer"),
-    cl::value_desc("R"), cl::init(0));
-static cl::opt<std::string> epRoutingProfile(
-    "routing-profile",
-    cl::desc("With --ep and --placement balanced: the routing profile whose "
-             "expert loads the placement balances"),
-    cl::value_desc("FILE.json"));
-
 static cl::opt<std::string> recordRouting(
     "record-routing",
     cl::desc("Write the experts every router chose, per layer, as a routing "
@@ -297,12 +272,8 @@ static void jitCompile(Runnable &r, OwningOpRef<ModuleOp> module,
     fail(origin + ": " + firstError.message("could not expose its routing"));
   if (epRanks > 1) {
     progress.update("sharding for expert parallelism", 0, 0, true);
-    moe_mlir::ExpertParallelOptions ep;
-    ep.ranks = epRanks;
-    ep.placement = epPlacement;
-    ep.redundant = epRedundant;
-    ep.routingProfile = epRoutingProfile;
-    if (failed(moe_mlir::shardExpertParallel(*module, ep)))
+    if (failed(moe_mlir::shardExpertParallel(
+            *module, moe_mlir::flags::expertParallel(epRanks))))
       fail(origin + ": " +
            firstError.message("could not shard it for expert parallelism "
                               "over " +
@@ -320,8 +291,7 @@ static void jitCompile(Runnable &r, OwningOpRef<ModuleOp> module,
   if (failed(contraction))
     fail(error);
   lowering.contraction = *contraction;
-  lowering.optimize = optimizeOpt;
-  lowering.optimization.weightAbsorption = weightAbsorption;
+  moe_mlir::flags::applyOptimization(lowering);
   lowering.beforePass = [&](llvm::StringRef pass) {
     progress.update(("compiling: " + pass).str());
   };
@@ -709,9 +679,7 @@ static void writeResults(const moe_rt::ModelInfo &info, RunResult &result,
 /// Checks the expert-parallel options that need no model; with --backend
 /// mpi, joins the MPI job (before compiling: a wrong -np fails at once).
 static void checkExpertParallelOptions() {
-  bool placementGiven = epPlacement.getNumOccurrences() ||
-                        epRedundant.getNumOccurrences() ||
-                        epRoutingProfile.getNumOccurrences();
+  bool placementGiven = moe_mlir::flags::placementGiven();
   if (epRanks < 1)
     fail("--ep must be at least 1, got " + llvm::Twine(epRanks));
   if (epBackend != "local" && epBackend != "mpi" && epBackend != "nccl")
@@ -719,12 +687,14 @@ static void checkExpertParallelOptions() {
   if (epBackend == "nccl")
     fail("--backend nccl needs a GPU-compiled model; CPU models use local "
          "or mpi");
-  if (epPlacement != "contiguous" && epPlacement != "round-robin" &&
-      epPlacement != "balanced")
+  const std::string &placement = moe_mlir::flags::placement;
+  int redundant = moe_mlir::flags::redundant;
+  if (placement != "contiguous" && placement != "round-robin" &&
+      placement != "balanced")
     fail("--placement must be contiguous, round-robin or balanced, got '" +
-         epPlacement + "'");
-  if (epRedundant < 0)
-    fail("--redundant must not be negative, got " + llvm::Twine(epRedundant));
+         placement + "'");
+  if (redundant < 0)
+    fail("--redundant must not be negative, got " + llvm::Twine(redundant));
   if (epRanks == 1 && placementGiven)
     fail("--placement, --redundant and --routing-profile need --ep N (N > 1)");
   if (epRanks == 1 && epBackend == "mpi")
@@ -745,9 +715,7 @@ static void checkExpertParallelOptions() {
 static void checkModelParallelism(const Runnable &model,
                                   const std::string &path) {
   int compiled = model.info.expertParallel;
-  bool placementGiven = epPlacement.getNumOccurrences() ||
-                        epRedundant.getNumOccurrences() ||
-                        epRoutingProfile.getNumOccurrences();
+  bool placementGiven = moe_mlir::flags::placementGiven();
   if (model.library) {
     if (compiled != epRanks)
       fail(compiled == 1

@@ -1,0 +1,72 @@
+//===- CompileFlags.h - flags moe-compile and moe-run share -----*- C++ -*-===//
+//
+// Part of moe-mlir.
+//
+// The compile choices both tools offer (the optimization pipeline, the
+// expert-parallel placement), declared once. Each tool includes this header
+// from its one source file; --ep itself stays per tool (moe-compile shards,
+// moe-run also runs the ranks).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_MLIR_TOOLS_COMPILEFLAGS_H
+#define MOE_MLIR_TOOLS_COMPILEFLAGS_H
+
+#include "moe-mlir/Compiler/Compiler.h"
+
+#include "llvm/Support/CommandLine.h"
+
+namespace moe_mlir::flags {
+
+static llvm::cl::opt<bool> optimize(
+    "optimize",
+    llvm::cl::desc("Run the moe-optimize pipeline before lowering (default "
+                   "true; --optimize=false lowers the ops as written)"),
+    llvm::cl::init(true));
+static llvm::cl::opt<std::string> weightAbsorption(
+    "weight-absorption",
+    llvm::cl::desc("moe-optimize's MLA weight absorption: cost (per call, "
+                   "default), absorbed, naive or off"),
+    llvm::cl::init("cost"));
+static llvm::cl::opt<std::string> placement(
+    "placement",
+    llvm::cl::desc("With --ep, where the experts go: contiguous (default), "
+                   "round-robin or balanced"),
+    llvm::cl::init("contiguous"));
+static llvm::cl::opt<int> redundant(
+    "redundant",
+    llvm::cl::desc("With --ep and --placement balanced: redundant expert "
+                   "replicas per layer"),
+    llvm::cl::value_desc("R"), llvm::cl::init(0));
+static llvm::cl::opt<std::string> routingProfile(
+    "routing-profile",
+    llvm::cl::desc("With --ep and --placement balanced: a routing profile "
+                   "(JSON) whose per-layer expert counts balance the "
+                   "placement"),
+    llvm::cl::value_desc("FILE.json"));
+
+/// Whether any placement flag was given.
+inline bool placementGiven() {
+  return placement.getNumOccurrences() || redundant.getNumOccurrences() ||
+         routingProfile.getNumOccurrences();
+}
+
+/// The sharding the flags ask for, over `ranks` ranks.
+inline ExpertParallelOptions expertParallel(int ranks) {
+  ExpertParallelOptions options;
+  options.ranks = ranks;
+  options.placement = placement;
+  options.redundant = redundant;
+  options.routingProfile = routingProfile;
+  return options;
+}
+
+/// Sets the optimization choices of `lowering` from the flags.
+inline void applyOptimization(LowerOptions &lowering) {
+  lowering.optimize = optimize;
+  lowering.optimization.weightAbsorption = weightAbsorption;
+}
+
+} // namespace moe_mlir::flags
+
+#endif // MOE_MLIR_TOOLS_COMPILEFLAGS_H
