@@ -14,6 +14,8 @@
 
 #include "moe-mlir/Compiler/Compiler.h"
 
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/Timing.h"
 #include "llvm/Support/CommandLine.h"
 
 namespace moe_mlir::flags {
@@ -28,6 +30,12 @@ static llvm::cl::opt<std::string> weightAbsorption(
     llvm::cl::desc("moe-optimize's MLA weight absorption: cost (per call, "
                    "default), absorbed, naive or off"),
     llvm::cl::init("cost"));
+static llvm::cl::opt<bool> fuseGateUp(
+    "fuse-gate-up",
+    llvm::cl::desc("moe-optimize's gate/up fusion: one contraction for an "
+                   "FFN's gate and up projections, activation in its epilogue "
+                   "(default true)"),
+    llvm::cl::init(true));
 static llvm::cl::opt<std::string> placement(
     "placement",
     llvm::cl::desc("With --ep, where the experts go: contiguous (default), "
@@ -61,10 +69,20 @@ inline ExpertParallelOptions expertParallel(int ranks) {
   return options;
 }
 
+/// Registers MLIR's pass manager flags (--mlir-timing,
+/// --mlir-print-ir-after-all, ...) for the compile pipeline; call before
+/// parsing the command line.
+inline void registerPassManagerFlags() {
+  mlir::registerPassManagerCLOptions();
+  mlir::registerDefaultTimingManagerCLOptions();
+}
+
 /// Sets the optimization choices of `lowering` from the flags.
 inline void applyOptimization(LowerOptions &lowering) {
+  lowering.passManagerCommandLine = true;
   lowering.optimize = optimize;
   lowering.optimization.weightAbsorption = weightAbsorption;
+  lowering.optimization.fuseGateUp = fuseGateUp;
 }
 
 } // namespace moe_mlir::flags

@@ -252,6 +252,12 @@ LogicalResult lowerForCpu(ModuleOp module, const LowerOptions &options) {
     return module.emitError("internal error: the CPU pipeline does not parse");
   if (options.beforePass)
     pm.addInstrumentation(std::make_unique<PassObserver>(options.beforePass));
+  if (options.passManagerCommandLine) {
+    if (failed(applyPassManagerCLOptions(pm)))
+      return module.emitError("invalid pass manager options");
+    if (!options.timing)
+      applyDefaultTimingPassManagerCLOptions(pm);
+  }
   if (options.timing)
     pm.enableTiming();
   return pm.run(module);

@@ -8,6 +8,7 @@
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "llvm/ADT/StringExtras.h"
 
 using namespace mlir;
 
@@ -59,10 +60,13 @@ LogicalResult moe_mlir::buildCpuPipeline(OpPassManager &pm,
 // The passes that rewrite moe/mla ops into cheaper equivalent forms before
 // lowering; each can be switched off or set by its option.
 std::string moe_mlir::optimizePipelineText(const OptimizeOptions &options) {
-  std::string passes;
+  SmallVector<std::string> passes;
   if (options.weightAbsorption != "off")
-    passes += "mla-weight-absorption{mode=" + options.weightAbsorption + "}";
-  return "builtin.module(" + passes + ")";
+    passes.push_back("mla-weight-absorption{mode=" + options.weightAbsorption +
+                     "}");
+  if (options.fuseGateUp)
+    passes.push_back("moe-fuse-gate-up");
+  return "builtin.module(" + llvm::join(passes, ",") + ")";
 }
 
 LogicalResult moe_mlir::buildOptimizePipeline(OpPassManager &pm,
@@ -86,6 +90,11 @@ struct OptimizePipelineOptions
       llvm::cl::desc("mla-weight-absorption: cost (default), absorbed, naive "
                      "or off"),
       llvm::cl::init("cost")};
+  Option<bool> fuseGateUp{
+      *this, "fuse-gate-up",
+      llvm::cl::desc("moe-fuse-gate-up: one contraction for the gate and up "
+                     "projections, activation in its epilogue (default true)"),
+      llvm::cl::init(true)};
 };
 } // namespace
 
@@ -96,6 +105,7 @@ void moe_mlir::registerPipelines() {
       [](OpPassManager &pm, const OptimizePipelineOptions &cli) {
         OptimizeOptions options;
         options.weightAbsorption = cli.weightAbsorption;
+        options.fuseGateUp = cli.fuseGateUp;
         (void)buildOptimizePipeline(pm, options);
       });
   PassPipelineRegistration<CpuPipelineOptions>(

@@ -208,3 +208,35 @@ def test_mla_weight_absorption(name, form):
         make_checkpoint(directory, CASES[name])
         check_model(["--hf", directory, f"--weight-absorption={form}"],
                     directory, tmp)
+
+
+@pytest.mark.parametrize("name", ["mixtral", "qwen2_moe-bf16", "deepseek_v3"])
+def test_without_optimizations(name):
+    """--optimize=false lowers the ops as the importer wrote them: the same
+    model within the same bound of the reference."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = os.path.join(tmp, "model")
+        make_checkpoint(directory, CASES[name])
+        check_model(["--hf", directory, "--optimize=false"], directory, tmp)
+
+
+@pytest.mark.parametrize("name", ["mixtral", "qwen2_moe", "deepseek_v2"])
+def test_gate_up_fusion_bitwise(name):
+    """moe-fuse-gate-up changes no bit: every product keeps its summation
+    order. Prompt logits and every cached decode step's logits are compared
+    with the pass on (the default) and off."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = os.path.join(tmp, "model")
+        make_checkpoint(directory, CASES[name])
+        outs = []
+        for fused in ("true", "false"):
+            logits = os.path.join(tmp, f"logits-{fused}.npy")
+            steps = os.path.join(tmp, f"steps-{fused}.npy")
+            tokens = run([MOE_RUN, "--hf", directory, f"--fuse-gate-up={fused}",
+                          "--tokens", ",".join(map(str, PROMPT)),
+                          "--logits-out", logits, "--generate", str(GENERATE),
+                          "--generate-logits-out", steps])
+            outs.append((tokens, np.load(logits), np.load(steps)))
+        assert outs[0][0] == outs[1][0]
+        assert np.array_equal(outs[0][1], outs[1][1])
+        assert np.array_equal(outs[0][2], outs[1][2])

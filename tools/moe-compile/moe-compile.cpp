@@ -111,6 +111,7 @@ static cl::opt<Emit> emit(
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  moe_mlir::flags::registerPassManagerFlags();
   cl::ParseCommandLineOptions(argc, argv, "moe-mlir ahead-of-time compiler\n");
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();

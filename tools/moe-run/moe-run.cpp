@@ -741,6 +741,7 @@ static void checkModelParallelism(const Runnable &model,
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  moe_mlir::flags::registerPassManagerFlags();
   cl::ParseCommandLineOptions(argc, argv, "moe-mlir model runner\n");
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();

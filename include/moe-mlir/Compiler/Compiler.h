@@ -68,6 +68,11 @@ struct LowerOptions {
   std::function<void(llvm::StringRef passName)> beforePass;
   /// Print the pass manager's per-pass timing report to stderr.
   bool timing = false;
+  /// Apply MLIR's pass manager command-line options (--mlir-timing,
+  /// --mlir-print-ir-after-all, ...) to the pipeline; only for tools that
+  /// registered them (mlir::registerPassManagerCLOptions and
+  /// mlir::registerDefaultTimingManagerCLOptions) before parsing.
+  bool passManagerCommandLine = false;
 };
 
 /// The kernel choices for the target CPU `cpu` ("native": the host, else an

@@ -32,6 +32,9 @@ struct OptimizeOptions {
   /// mla-weight-absorption's mode: "cost", "absorbed" or "naive"; "off"
   /// skips the pass.
   std::string weightAbsorption = "cost";
+  /// moe-fuse-gate-up: the FFNs' gate and up projections as one
+  /// contraction with the activation in its epilogue.
+  bool fuseGateUp = true;
 };
 
 /// The textual form of the default optimization pipeline, run on moe/mla

@@ -40,7 +40,12 @@ struct Ffn {
   Gating gating;
   float alpha, beta;
   std::optional<float> clampLimit;
+  bool fuseGateUp;
 };
+
+Type elementTypeOf(Value v) {
+  return cast<RankedTensorType>(v.getType()).getElementType();
+}
 
 Value f32Attr(OpBuilder &b, Location l, double v) {
   return arith::ConstantOp::create(b, l, b.getF32Type(),
@@ -138,66 +143,99 @@ Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
   }
   bool gated = ffn.gating != Gating::None;
 
-  SmallVector<Value> inputs = {contractTransposedB(b, loc, x, gateW, options)};
-  if (gated)
-    inputs.push_back(contractTransposedB(b, loc, x, upW, options));
-  AffineExpr n, i;
-  bindDims(ctx, n, i);
-  AffineMap id = b.getMultiDimIdentityMap(2);
-  AffineMap col = AffineMap::get(2, 0, {i}, ctx);
-  SmallVector<AffineMap> maps(inputs.size(), id);
-  int gateBiasArg = -1, upBiasArg = -1;
-  if (gateB) {
-    gateBiasArg = inputs.size();
-    inputs.push_back(gateB);
-    maps.push_back(col);
-  }
-  if (gated && upB) {
-    upBiasArg = inputs.size();
-    inputs.push_back(upB);
-    maps.push_back(col);
-  }
-  maps.push_back(id);
-  SmallVector<OpFoldResult> hSizes = {tensor::getMixedSize(b, loc, x, 0),
-                                      b.getIndexAttr(inter)};
-  Value hidden = generic(
-      b, loc, inputs, emptyTensor(b, loc, hSizes, f32), maps, {kPar, kPar},
-      [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value g = a[0];
-        if (gateBiasArg >= 0)
-          g = arith::AddFOp::create(nb, l, g, toF32(nb, l, a[gateBiasArg]));
-        if (!gated) {
+  // h [n, I] f32 = act(g [+ bias]) (* (u [+ bias])) of the products, by one
+  // elementwise generic over `products` (g, and u when gated) and the
+  // biases, column `col0` onwards.
+  auto activation = [&](OpBuilder &nb, Location nl, ArrayRef<Value> products,
+                        Value col0) {
+    SmallVector<Value> inputs(products);
+    AffineExpr n, i;
+    bindDims(ctx, n, i);
+    AffineMap id = nb.getMultiDimIdentityMap(2);
+    AffineMap col = AffineMap::get(2, 0, {i}, ctx);
+    SmallVector<AffineMap> maps(inputs.size(), id);
+    int64_t width = cast<RankedTensorType>(products[0].getType()).getDimSize(1);
+    auto biasColumns = [&](Value bias) -> Value {
+      if (!col0)
+        return bias;
+      return tensor::ExtractSliceOp::create(
+          nb, nl, RankedTensorType::get({width}, elementTypeOf(bias)), bias,
+          ArrayRef<OpFoldResult>{col0}, ArrayRef<OpFoldResult>{
+                                            nb.getIndexAttr(width)},
+          ArrayRef<OpFoldResult>{nb.getIndexAttr(1)});
+    };
+    int gateBiasArg = -1, upBiasArg = -1;
+    if (gateB) {
+      gateBiasArg = inputs.size();
+      inputs.push_back(biasColumns(gateB));
+      maps.push_back(col);
+    }
+    if (gated && upB) {
+      upBiasArg = inputs.size();
+      inputs.push_back(biasColumns(upB));
+      maps.push_back(col);
+    }
+    maps.push_back(id);
+    return generic(
+        nb, nl, inputs,
+        emptyTensor(nb, nl, mixedSizes(nb, nl, products[0]), f32), maps,
+        {kPar, kPar},
+        [&](OpBuilder &bb, Location l, ValueRange a) {
+          Value g = a[0];
+          if (gateBiasArg >= 0)
+            g = arith::AddFOp::create(bb, l, g, toF32(bb, l, a[gateBiasArg]));
+          if (!gated) {
+            if (ffn.clampLimit) {
+              Value lim = f32Attr(bb, l, *ffn.clampLimit);
+              g = arith::MinimumFOp::create(
+                  bb, l,
+                  arith::MaximumFOp::create(
+                      bb, l, g, arith::NegFOp::create(bb, l, lim)),
+                  lim);
+            }
+            yieldOp(bb, l, activate(bb, l, ffn.activation, ffn.alpha, g));
+            return;
+          }
+          Value u = a[1];
+          if (upBiasArg >= 0)
+            u = arith::AddFOp::create(bb, l, u, toF32(bb, l, a[upBiasArg]));
           if (ffn.clampLimit) {
-            Value lim = f32Attr(nb, l, *ffn.clampLimit);
-            g = arith::MinimumFOp::create(
-                nb, l, arith::MaximumFOp::create(
-                           nb, l, g, arith::NegFOp::create(nb, l, lim)),
+            Value lim = f32Attr(bb, l, *ffn.clampLimit);
+            g = arith::MinimumFOp::create(bb, l, g, lim);
+            u = arith::MinimumFOp::create(
+                bb, l,
+                arith::MaximumFOp::create(bb, l, u,
+                                          arith::NegFOp::create(bb, l, lim)),
                 lim);
           }
-          yieldOp(
-              nb, l, activate(nb, l, ffn.activation, ffn.alpha, g));
-          return;
-        }
-        Value u = a[1];
-        if (upBiasArg >= 0)
-          u = arith::AddFOp::create(nb, l, u, toF32(nb, l, a[upBiasArg]));
-        if (ffn.clampLimit) {
-          Value lim = f32Attr(nb, l, *ffn.clampLimit);
-          g = arith::MinimumFOp::create(nb, l, g, lim);
-          u = arith::MinimumFOp::create(
-              nb, l,
-              arith::MaximumFOp::create(nb, l, u,
-                                        arith::NegFOp::create(nb, l, lim)),
-              lim);
-        }
-        if (ffn.beta != 0.0f)
-          u = arith::AddFOp::create(nb, l, u, f32Attr(nb, l, ffn.beta));
-        Value act = activate(nb, l, ffn.activation, ffn.alpha, g);
-        yieldOp(nb, l, arith::MulFOp::create(nb, l, act, u));
-      })[0];
+          if (ffn.beta != 0.0f)
+            u = arith::AddFOp::create(bb, l, u, f32Attr(bb, l, ffn.beta));
+          Value act = activate(bb, l, ffn.activation, ffn.alpha, g);
+          yieldOp(bb, l, arith::MulFOp::create(bb, l, act, u));
+        })[0];
+  };
+
+  SmallVector<Value> weights = {gateW};
+  if (gated)
+    weights.push_back(upW);
+  Value hidden;
+  if (ffn.fuseGateUp && canVectorizeContraction(x, gateW)) {
+    // One kernel: the gate and up tiles of a task, then the activation on
+    // them while they are in cache.
+    hidden = contractTransposedBFused(b, loc, x, weights, options, activation);
+  } else {
+    SmallVector<Value> products;
+    for (Value w : weights)
+      products.push_back(contractTransposedB(b, loc, x, w, options));
+    hidden = activation(b, loc, products, Value());
+  }
 
   Value y = contractTransposedB(b, loc, hidden, ffn.fc2, options);
   if (ffn.fc2Bias) {
+    AffineExpr n, i;
+    bindDims(ctx, n, i);
+    AffineMap id = b.getMultiDimIdentityMap(2);
+    AffineMap col = AffineMap::get(2, 0, {i}, ctx);
     y = generic(b, loc, ValueRange{y, ffn.fc2Bias},
                 emptyTensor(b, loc, mixedSizes(b, loc, y), f32),
                 {id, col, id}, {kPar, kPar},
@@ -242,7 +280,8 @@ Ffn ffnOf(OpTy op) {
              op.getGating(),
              op.getActivationAlpha().convertToFloat(),
              op.getActivationBeta().convertToFloat(),
-             clamp};
+             clamp,
+             op.getFuseGateUp()};
 }
 } // namespace
 

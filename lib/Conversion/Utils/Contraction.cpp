@@ -14,6 +14,12 @@
 // decoding one token) go through a 1 x 8 kernel: no wasted products, and
 // eight weight streams per core keep its memory requests in flight.
 //
+// Fused form: several B operands of one shape (a gated FFN's gate and up
+// projections) share the tasks, the chunks of A and the loops; each task
+// hands its tiles, one [rows, 8] f32 tile per operand, to an epilogue (the
+// activation) and stores only what that returns. Every output is the same
+// sum in the same order as in the unfused kernel, so fusing changes no bit.
+//
 // Only upstream dialects are used (scf, vector, tensor, arith); LLVM turns
 // the vector ops into AVX2 / AVX-512 code for the target CPU.
 //
@@ -88,7 +94,21 @@ bool canVectorizeContraction(Value a, Value bt) {
 Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
                                     Value bt,
                                     const ContractionOptions &options) {
+  return contractTransposedBFused(b, loc, a, bt, options, {});
+}
+
+Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
+                               ArrayRef<Value> bts,
+                               const ContractionOptions &options,
+                               ContractionEpilogue epilogue) {
+  assert(!bts.empty() && "no B operand");
+  assert((bts.size() == 1 || epilogue) &&
+         "several B operands need an epilogue to combine them");
+  Value bt = bts.front();
   auto bType = cast<RankedTensorType>(bt.getType());
+  assert(llvm::all_of(bts,
+                      [&](Value o) { return o.getType() == bt.getType(); }) &&
+         "B operands of one fused contraction share their type");
   int64_t m = bType.getDimSize(0), k = bType.getDimSize(1);
   // bf16 weights on a host with AVX512-BF16: A rounded to bf16 once, then
   // dot products of bf16 pairs accumulated in f32 (vdpbf16ps), 2 k per lane.
@@ -145,8 +165,8 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
   // Rows [lb, ub) in steps of `rowTile` rows (ub - lb a multiple of it) and
   // the `cols` columns from `col0` of the task's tile: rowTile x cols
   // accumulators over k, then one lane reduction per output.
-  auto rowLoop = [&](Value lb, Value ub, int64_t rowTile, int64_t col0,
-                     int64_t cols, Value tile) {
+  auto rowLoop = [&](Value bMat, Value lb, Value ub, int64_t rowTile,
+                     int64_t col0, int64_t cols, Value tile) {
     SmallVector<Value> bRows;
     for (int64_t j = 0; j < cols; ++j)
       bRows.push_back(
@@ -170,7 +190,7 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
                              readF32(kb, kl, a, r, k0, aVecType, aPad));
                        for (Value r : bRows)
                          bv.push_back(
-                             readF32(kb, kl, bt, r, k0, bVecType, bPad));
+                             readF32(kb, kl, bMat, r, k0, bVecType, bPad));
                        for (int64_t i = 0; i < rowTile; ++i)
                          for (int64_t j = 0; j < cols; ++j) {
                            Value acc = accs[i * cols + j];
@@ -216,22 +236,31 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
       k * static_cast<int64_t>(aType.getElementTypeBitWidth() / 8);
   int64_t chunkRows =
       std::max<int64_t>(1, kChunkBytes / rowBytes / kRowTile) * kRowTile;
+  // Every B operand's tile of the task, chunk by chunk: the chunk of A stays
+  // in L2 while the B operands' sub-tiles pass over it.
+  size_t numB = bts.size();
   auto chunks = scf::ForOp::create(
       cb, cl, zero, fullRows, indexConst(cb, cl, chunkRows),
-      ValueRange{tileInit},
+      SmallVector<Value>(numB, tileInit),
       [&](OpBuilder &hb, Location hl, Value c0, ValueRange chunkIter) {
         Value c1 = arith::MinUIOp::create(
             hb, hl,
             arith::AddIOp::create(hb, hl, c0, indexConst(hb, hl, chunkRows)),
             fullRows);
-        Value t = chunkIter[0];
+        SmallVector<Value> tiles(chunkIter);
         OpBuilder::InsertionGuard guard(cb);
         cb.setInsertionPoint(hb.getInsertionBlock(), hb.getInsertionPoint());
         for (int64_t col0 = 0; col0 < wide; col0 += colTile)
-          t = rowLoop(c0, c1, kRowTile, col0, colTile, t);
-        scf::YieldOp::create(cb, hl, t);
+          for (size_t o = 0; o < numB; ++o)
+            tiles[o] =
+                rowLoop(bts[o], c0, c1, kRowTile, col0, colTile, tiles[o]);
+        scf::YieldOp::create(cb, hl, tiles);
       });
-  Value tile = rowLoop(fullRows, rows, 1, 0, wide, chunks.getResult(0));
+  SmallVector<Value> tiles;
+  for (size_t o = 0; o < numB; ++o)
+    tiles.push_back(
+        rowLoop(bts[o], fullRows, rows, 1, 0, wide, chunks.getResult(o)));
+  Value tile = epilogue ? epilogue(cb, cl, tiles, j0) : tiles.front();
   OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
   tensor::ParallelInsertSliceOp::create(
       ib, loc, tile, body->getArgument(1),

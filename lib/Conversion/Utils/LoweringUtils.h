@@ -17,6 +17,7 @@
 #include "mlir/Dialect/Utils/StructuredOpsUtils.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 
 #include <functional>
 
@@ -68,9 +69,6 @@ mlir::Value elementwise(mlir::OpBuilder &b, mlir::Location loc,
 mlir::Value convertTensor(mlir::OpBuilder &b, mlir::Location loc,
                           mlir::Value t, mlir::Type elementType);
 
-/// C[n, m] = Σ_k f32(A[n, k]) · f32(B[m, k]) in f32 (B in nn.Linear layout).
-/// With options.bf16DotProducts and a bf16 B, A is rounded to bf16 first
-/// (see ContractionOptions).
 /// The register-tiled vector kernel for contractTransposedB (Contraction.cpp),
 /// usable when B's sizes are static and k is a multiple of the vector width.
 bool canVectorizeContraction(mlir::Value a, mlir::Value bt);
@@ -79,6 +77,27 @@ contractTransposedBVectorized(mlir::OpBuilder &b, mlir::Location loc,
                               mlir::Value a, mlir::Value bt,
                               const ContractionOptions &options);
 
+/// The epilogue of a fused contraction: given one [rows, w] f32 tile of
+/// A · Bᵀ per B operand, for the w output columns from `col0`, builds the
+/// [rows, w] f32 tile to store.
+using ContractionEpilogue = llvm::function_ref<mlir::Value(
+    mlir::OpBuilder &, mlir::Location, llvm::ArrayRef<mlir::Value> tiles,
+    mlir::Value col0)>;
+
+/// E[n, m] = epilogue(C_1[n, m], ..., C_b[n, m]) with C_o = A · B_oᵀ, the
+/// B operands all of one static type (canVectorizeContraction holds for
+/// each): one vector kernel computes every C_o tile and applies the epilogue
+/// while the tiles are in cache. Each C_o element has the bits
+/// contractTransposedB gives it. The epilogue may be null for a single B.
+mlir::Value contractTransposedBFused(mlir::OpBuilder &b, mlir::Location loc,
+                                     mlir::Value a,
+                                     llvm::ArrayRef<mlir::Value> bts,
+                                     const ContractionOptions &options,
+                                     ContractionEpilogue epilogue);
+
+/// C[n, m] = Σ_k f32(A[n, k]) · f32(B[m, k]) in f32 (B in nn.Linear layout).
+/// With options.bf16DotProducts and a bf16 B, A is rounded to bf16 first
+/// (see ContractionOptions).
 mlir::Value contractTransposedB(mlir::OpBuilder &b, mlir::Location loc,
                                 mlir::Value a, mlir::Value bt,
                                 const ContractionOptions &options);

@@ -7,6 +7,8 @@
 #include "moe-mlir/Dialect/MLA/IR/MLA.h"
 #include "moe-mlir/Dialect/MLA/Transforms/Passes.h"
 
+#include "mlir/IR/Remarks.h"
+
 namespace moe_mlir::mla {
 #define GEN_PASS_DEF_MLAWEIGHTABSORPTION
 #include "moe-mlir/Dialect/MLA/Transforms/Passes.h.inc"
@@ -55,6 +57,14 @@ struct MLAWeightAbsorptionPass
         if (std::optional<bool> cheaper = absorbedIsCheaper(op))
           chosen = *cheaper ? Absorption::Absorbed : Absorption::Naive;
       op.setWeightAbsorption(chosen);
+      // The choice as an optimization remark (moe-opt
+      // --remarks-filter=mla-weight-absorption): pass statistics are
+      // compiled out of release builds of LLVM.
+      remark::passed(op.getLoc(), remark::RemarkOpts::name("WeightAbsorption")
+                                      .category(getArgument()))
+          << (chosen == Absorption::Absorbed ? "absorbed form"
+              : chosen == Absorption::Naive  ? "naive form"
+                                             : "form chosen per call by cost");
       if (chosen == Absorption::Absorbed)
         ++numAbsorbed;
       else if (chosen == Absorption::Cost)

@@ -33,7 +33,8 @@ defvar MoE_FfnAttrs = (ins
   DefaultValuedAttr<MoE_GatingAttr, "::moe_mlir::moe::Gating::None">:$gating,
   DefaultValuedAttr<F32Attr, "1.0f">:$activation_alpha,
   DefaultValuedAttr<F32Attr, "0.0f">:$activation_beta,
-  OptionalAttr<F32Attr>:$clamp_limit
+  OptionalAttr<F32Attr>:$clamp_limit,
+  UnitAttr:$fuse_gate_up
 );
 
 defvar MoE_FfnDescription = [{
@@ -63,6 +64,14 @@ defvar MoE_FfnDescription = [{
     bit-identical. Weights may have a different element type from the
     activations (e.g. bf16 weights with f32 activations); all weights and
     biases of one op share one element type.
+
+    `fuse_gate_up` (set by `moe-fuse-gate-up`) asks the lowering to compute
+    the first projection as one contraction over the gate and up weights
+    together (fc1 alone without gating), with the biases, clamp and
+    activation applied in its epilogue while each tile is in cache, instead
+    of materializing `g` and `u`. It changes no value: every product is
+    summed in the same order. The lowering ignores it where its vector
+    kernel does not apply (a dynamic I, or H not a multiple of 16).
 }];
 
 //===----------------------------------------------------------------------===//

@@ -40,6 +40,29 @@ def MoEMaterializeRouterLogits : Pass<"moe-materialize-router-logits"> {
   ];
 }
 
+def MoEFuseGateUp : Pass<"moe-fuse-gate-up"> {
+  let summary = "Compute each FFN's gate and up projections as one contraction with the activation in its epilogue";
+  let description = [{
+    Sets `fuse_gate_up` on every `moe.expert_ffn` and `moe.shared_expert`
+    whose first projection the vector kernel handles: the intermediate width
+    I is static and the hidden width H a static multiple of 16. The lowering
+    then computes the gate and up products of a tile together (one pass over
+    the activations for both weights, one parallel loop instead of two) and
+    applies the biases, clamp and activation to the tile while it is in
+    cache, so the [n, I] gate and up products are never materialized. An FFN
+    without gating gets its activation fused the same way.
+
+    Values do not change: each product keeps its summation order. Ops whose
+    shapes the kernel does not handle, and ops that already carry the
+    attribute, are left alone.
+  }];
+  let statistics = [
+    Statistic<"numFused", "fused", "FFN ops whose gate and up projections were fused">,
+    Statistic<"numUnfusable", "not-fusable",
+              "FFN ops left alone (dynamic I, or H not a multiple of 16)">,
+  ];
+}
+
 def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
   let summary = "Shard the experts of every MoE layer over an expert-parallel group";
   let description = [{
