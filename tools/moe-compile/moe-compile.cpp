@@ -60,8 +60,15 @@ using namespace mlir;
 namespace cl = llvm::cl;
 
 static cl::opt<std::string>
-    inputFile(cl::Positional, cl::desc("<model.mlir | checkpoint directory>"),
-              cl::Required);
+    inputFile(cl::Positional, cl::desc("<model.mlir | checkpoint directory>"));
+static cl::opt<std::string>
+    hfDir("hf", cl::desc("A Hugging Face checkpoint directory to compile (the "
+                         "same as giving it as the input, as moe-run takes it)"),
+          cl::value_desc("DIR"));
+static cl::opt<std::string>
+    onnxFile("onnx", cl::desc("An ONNX model to compile (the same as giving "
+                              "it as the input, as moe-run takes it)"),
+             cl::value_desc("FILE.onnx"));
 static cl::opt<bool> shapeOnly(
     "shape-only",
     cl::desc("Checkpoint directories: import from config.json alone, "
@@ -113,6 +120,18 @@ int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   moe_mlir::flags::registerPassManagerFlags();
   cl::ParseCommandLineOptions(argc, argv, "moe-mlir ahead-of-time compiler\n");
+  if (!inputFile.empty() + !hfDir.empty() + !onnxFile.empty() > 1)
+    fail("give the model once: as the input, with --hf or with --onnx");
+  if (!hfDir.empty()) {
+    inputFile = hfDir; // the importer names what is missing
+  } else if (!onnxFile.empty()) {
+    if (!moe_mlir::onnx_import::isOnnxFile(onnxFile))
+      fail(onnxFile + ": --onnx expects a file named *.onnx");
+    inputFile = onnxFile;
+  }
+  if (inputFile.empty())
+    fail("no input: give a model.mlir, an .onnx file or a checkpoint "
+         "directory (see --help)");
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
 
