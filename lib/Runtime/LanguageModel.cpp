@@ -46,6 +46,10 @@ Status LanguageModel::create(const ModelInfo &info, RunFn run,
       if (spec.dtype != DType::I64 || spec.shape.size() != 1)
         return bad("input 'input_ids' must be i64 [S]");
       lm->inputIds_ = static_cast<int>(i);
+    } else if (spec.name == "logits_to_keep") {
+      if (spec.dtype != DType::I64 || spec.shape != std::vector<int64_t>{1})
+        return bad("input 'logits_to_keep' must be i64 [1]");
+      lm->logitsToKeep_ = static_cast<int>(i);
     } else if (startsWith(spec.name, "cache.")) {
       int output = -1;
       for (size_t o = 0; o < info.outputs.size(); ++o)
@@ -100,7 +104,7 @@ int64_t LanguageModel::cachedTokens() const {
 }
 
 Status LanguageModel::forward(const std::vector<int64_t> &tokens,
-                              Array &logits) {
+                              Array &logits, int64_t keepLast) {
   if (tokens.empty())
     return Status::error("no tokens to run");
   for (size_t i = 0; i < tokens.size(); ++i)
@@ -114,6 +118,10 @@ Status LanguageModel::forward(const std::vector<int64_t> &tokens,
       DType::I64, {static_cast<int64_t>(tokens.size())}, tokens.data()};
   for (size_t c = 0; c < caches_.size(); ++c)
     inputs[caches_[c].input] = TensorView::of(cacheValues_[c]);
+  if (logitsToKeep_ >= 0) {
+    keepValue_ = keepLast > 0 ? keepLast : 0;
+    inputs[logitsToKeep_] = TensorView{DType::I64, {1}, &keepValue_};
+  }
   std::vector<Array> outputs;
   if (Status st = run_(inputs, outputs); !st)
     return st;
@@ -161,7 +169,8 @@ Status LanguageModel::generate(const std::vector<int64_t> &prompt,
   };
   Array logits;
   auto t0 = Clock::now();
-  if (Status st = forward(prompt, logits); !st)
+  // Only the prompt's last logits row is needed.
+  if (Status st = forward(prompt, logits, /*keepLast=*/1); !st)
     return st;
   auto t1 = Clock::now();
   generated.push_back(argmaxRow(logits, logits.shape[0] - 1));

@@ -194,24 +194,32 @@ def test_hf_session_decodes_with_caches(hf):
 
 
 def test_hf_call_by_name(hf):
-    """The entry point called directly: input_ids and empty caches by name,
-    weights bound from the checkpoint."""
+    """The entry point called directly: input_ids, logits_to_keep and empty
+    caches by name, weights bound from the checkpoint."""
     model = hf.model
     caches = {}
     for spec in model.inputs:
         if spec.name.startswith("cache."):
             shape = (0,) + tuple(spec.shape[1:])
             caches[spec.name] = np.zeros(shape, np.float32)
-        elif spec.name != "input_ids":
+        elif spec.name not in ("input_ids", "logits_to_keep"):
             assert model.has_weight(spec.name), spec
-    out = model(input_ids=np.array(PROMPT, np.int64), **caches)
+    everything = np.array([0], np.int64)
+    out = model(input_ids=np.array(PROMPT, np.int64), logits_to_keep=everything,
+                **caches)
     assert list(out) == [s.name for s in model.outputs]
     assert np.array_equal(out["logits"], model.logits(PROMPT))
     # Positionally: input_ids is the first input.
-    again = model(np.array(PROMPT), **caches)
+    again = model(np.array(PROMPT), logits_to_keep=everything, **caches)
     assert np.array_equal(again["logits"], out["logits"])
     for name in caches:
         assert out[name].shape[0] == len(PROMPT)
+    # logits_to_keep = N: the last N rows only, the same values (N >= S: all).
+    for keep in (1, 3, len(PROMPT) + 2):
+        last = model(np.array(PROMPT), logits_to_keep=np.array([keep]),
+                     **caches)["logits"]
+        rows = min(keep, len(PROMPT))
+        assert np.array_equal(last, out["logits"][-rows:]), keep
 
 
 # ---------------------------------------------------------------------------

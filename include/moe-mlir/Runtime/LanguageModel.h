@@ -11,7 +11,10 @@
 //                                           seen so far
 //   input  <tensor>    ...                  weights, named after checkpoint
 //                                           tensors (see Weights.h)
-//   output logits      f32 [S, V]
+//   input  logits_to_keep i64 [1]           optional: N > 0 asks for the
+//                                           logits of the last N new tokens
+//                                           only (0: all S)
+//   output logits      f32 [S, V]           ([min(N, S), V] with N > 0)
 //   output cache.NAME  T   [P + S, ...]     the caches with the S new tokens
 //
 // The new tokens take positions P .. P+S-1. LanguageModel keeps the caches
@@ -61,9 +64,12 @@ public:
   /// Forgets every cached token.
   void reset();
 
-  /// Runs `tokens` at the next positions; `logits` receives f32 [S, V].
+  /// Runs `tokens` at the next positions; `logits` receives f32 [S, V], or
+  /// only the last `keepLast` rows when keepLast > 0 and the model has a
+  /// logits_to_keep input (models without it always give S rows).
   /// Token ids outside [0, V) are an error (nothing runs).
-  Status forward(const std::vector<int64_t> &tokens, Array &logits);
+  Status forward(const std::vector<int64_t> &tokens, Array &logits,
+                 int64_t keepLast = 0);
 
   /// Greedy generation: the prompt (after reset()), then `count` tokens,
   /// each the argmax of the last logits (the lowest id among equal maxima),
@@ -81,6 +87,8 @@ private:
   RunFn run_;
   int inputIds_ = -1;
   int logits_ = -1;
+  int logitsToKeep_ = -1; // the optional logits_to_keep input
+  int64_t keepValue_ = 0; // what it points at during a call
   int64_t vocab_ = 0;
   struct Cache {
     int input;

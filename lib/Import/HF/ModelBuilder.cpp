@@ -5,7 +5,8 @@
 // The decoder (HF Mixtral / Qwen2-MoE / Qwen3-MoE / DeepSeek-V2/V3):
 //   h = embed_tokens[input_ids]
 //   per layer: h += attention(RMSNorm(h)); h += mlp(RMSNorm(h))
-//   logits = RMSNorm(h) · lm_headᵀ
+//   logits = RMSNorm(h) · lm_headᵀ, for the last logits_to_keep rows of h
+//            (all rows when it is 0)
 // Attention is mla.gqa_attention or mla.attention, the sparse MLP the moe
 // ops (route, dispatch, expert_ffn, combine, shared_expert), a dense MLP
 // moe.shared_expert; embeddings, RMSNorm, the residual adds and the
@@ -538,6 +539,10 @@ OwningOpRef<ModuleOp> DecoderBuilder::build() {
     WeightDecl headDecl = lmHeadWeight(c_);
     headArg = addArg(weightTensorType(headDecl, headDecl.name), headDecl.name);
   }
+  // HF's logits_to_keep: logits of the last N positions only (generation
+  // needs one row of a prompt's logits); 0 keeps them all.
+  size_t keepArg =
+      addArg(tensor({1}, b_.getI64Type()), "logits_to_keep");
 
   SmallVector<Type> resultTypes = {
       tensor({ShapedType::kDynamic, c_.vocabSize}, f32())};
@@ -582,8 +587,27 @@ OwningOpRef<ModuleOp> DecoderBuilder::build() {
     for (size_t i = 0; i < numCaches; ++i)
       newCaches.push_back(call.getResult(1 + i));
   }
-  Value normed =
-      rmsNorm(hidden, entry->getArgument(normArg), c_.rmsNormEps);
+  // Rows [S - N, S) when 0 < N < S, else all S.
+  Value rows = dim(hidden, 0);
+  Value keep = arith::IndexCastOp::create(
+      b_, loc_, b_.getIndexType(),
+      tensor::ExtractOp::create(b_, loc_, entry->getArgument(keepArg),
+                                ValueRange{arith::ConstantIndexOp::create(
+                                    b_, loc_, 0)}));
+  Value zero = arith::ConstantIndexOp::create(b_, loc_, 0);
+  Value partial = arith::AndIOp::create(
+      b_, loc_,
+      arith::CmpIOp::create(b_, loc_, arith::CmpIPredicate::sgt, keep, zero),
+      arith::CmpIOp::create(b_, loc_, arith::CmpIPredicate::slt, keep, rows));
+  Value kept = arith::SelectOp::create(b_, loc_, partial, keep, rows);
+  Value first = arith::SubIOp::create(b_, loc_, rows, kept);
+  int64_t width = cast<RankedTensorType>(hidden.getType()).getDimSize(1);
+  Value last = tensor::ExtractSliceOp::create(
+      b_, loc_, tensor({ShapedType::kDynamic, width}, f32()), hidden,
+      ArrayRef<OpFoldResult>{first, b_.getIndexAttr(0)},
+      ArrayRef<OpFoldResult>{kept, b_.getIndexAttr(width)},
+      ArrayRef<OpFoldResult>{b_.getIndexAttr(1), b_.getIndexAttr(1)});
+  Value normed = rmsNorm(last, entry->getArgument(normArg), c_.rmsNormEps);
   Value logits = lmHead(normed, entry->getArgument(headArg));
   SmallVector<Value> results = {logits};
   results.append(newCaches);
