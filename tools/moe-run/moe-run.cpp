@@ -95,8 +95,10 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <malloc.h>
 #include <set>
 #include <sys/stat.h>
 #include <thread>
@@ -750,6 +752,12 @@ int main(int argc, char **argv) {
 
   if (numThreadsOpt > 0)
     moe_rt::setNumThreads(static_cast<int>(numThreadsOpt));
+  // A model call allocates its temporaries and frees them on return. Keep
+  // freed memory in the heap instead of returning it to the system, so that
+  // the next call (the next decode step) does not fault its pages in again
+  // (5% of a 512-token MoE layer). Weights are memory-mapped, not malloc'ed.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
   int sources = !modelPath.empty() + !hfDir.empty() + !onnxFile.empty();
   if (sources != 1)
     fail(sources == 0 ? "no model: give MODEL, --onnx FILE or --hf DIR"
