@@ -12,6 +12,8 @@
 #ifndef MOE_MLIR_TOOLS_COMPILEFLAGS_H
 #define MOE_MLIR_TOOLS_COMPILEFLAGS_H
 
+#include "ToolOptions.h"
+
 #include "moe-mlir/Compiler/Compiler.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -24,34 +26,34 @@ static llvm::cl::opt<bool> optimize(
     "optimize",
     llvm::cl::desc("Run the moe-optimize pipeline before lowering (default "
                    "true; --optimize=false lowers the ops as written)"),
-    llvm::cl::init(true));
+    llvm::cl::init(true), llvm::cl::cat(toolOptions()));
 static llvm::cl::opt<std::string> weightAbsorption(
     "weight-absorption",
     llvm::cl::desc("moe-optimize's MLA weight absorption: cost (per call, "
                    "default), absorbed, naive or off"),
-    llvm::cl::init("cost"));
+    llvm::cl::init("cost"), llvm::cl::cat(toolOptions()));
 static llvm::cl::opt<bool> fuseGateUp(
     "fuse-gate-up",
     llvm::cl::desc("moe-optimize's gate/up fusion: one contraction for an "
                    "FFN's gate and up projections, activation in its epilogue "
                    "(default true)"),
-    llvm::cl::init(true));
+    llvm::cl::init(true), llvm::cl::cat(toolOptions()));
 static llvm::cl::opt<std::string> placement(
     "placement",
     llvm::cl::desc("With --ep, where the experts go: contiguous (default), "
                    "round-robin or balanced"),
-    llvm::cl::init("contiguous"));
+    llvm::cl::init("contiguous"), llvm::cl::cat(toolOptions()));
 static llvm::cl::opt<int> redundant(
     "redundant",
     llvm::cl::desc("With --ep and --placement balanced: redundant expert "
                    "replicas per layer"),
-    llvm::cl::value_desc("R"), llvm::cl::init(0));
+    llvm::cl::value_desc("R"), llvm::cl::init(0), llvm::cl::cat(toolOptions()));
 static llvm::cl::opt<std::string> routingProfile(
     "routing-profile",
     llvm::cl::desc("With --ep and --placement balanced: a routing profile "
                    "(JSON) whose per-layer expert counts balance the "
                    "placement"),
-    llvm::cl::value_desc("FILE.json"));
+    llvm::cl::value_desc("FILE.json"), llvm::cl::cat(toolOptions()));
 
 /// Whether any placement flag was given.
 inline bool placementGiven() {

@@ -59,57 +59,70 @@
 using namespace mlir;
 namespace cl = llvm::cl;
 
+using moe_mlir::flags::toolOptions;
+
 static cl::opt<std::string>
-    inputFile(cl::Positional, cl::desc("<model.mlir | checkpoint directory>"));
+    inputFile(cl::Positional, cl::desc("<model.mlir | checkpoint directory>"),
+              cl::cat(toolOptions()));
 static cl::opt<std::string>
-    hfDir("hf", cl::desc("A Hugging Face checkpoint directory to compile (the "
-                         "same as giving it as the input, as moe-run takes it)"),
-          cl::value_desc("DIR"));
+    hfDir("hf",
+          cl::desc("A Hugging Face checkpoint directory to compile (the "
+                   "same as giving it as the input, as moe-run takes it)"),
+          cl::value_desc("DIR"), cl::cat(toolOptions()));
 static cl::opt<std::string>
-    onnxFile("onnx", cl::desc("An ONNX model to compile (the same as giving "
-                              "it as the input, as moe-run takes it)"),
-             cl::value_desc("FILE.onnx"));
-static cl::opt<bool> shapeOnly(
-    "shape-only",
-    cl::desc("Checkpoint directories: import from config.json alone, "
-             "without weight files"));
+    onnxFile("onnx",
+             cl::desc("An ONNX model to compile (the same as giving "
+                      "it as the input, as moe-run takes it)"),
+             cl::value_desc("FILE.onnx"), cl::cat(toolOptions()));
+static cl::opt<bool>
+    shapeOnly("shape-only",
+              cl::desc("Checkpoint directories: import from config.json alone, "
+                       "without weight files"),
+              cl::cat(toolOptions()));
 static cl::opt<bool> timeStages(
     "time-stages",
     cl::desc("Print the time of each stage (import, lowering, code "
-             "generation, linking) and the pass timing report to stderr"));
+             "generation, linking) and the pass timing report to stderr"),
+    cl::cat(toolOptions()));
 static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
-                                       cl::value_desc("model.so"),
-                                       cl::Required);
+                                       cl::value_desc("model.so"), cl::Required,
+                                       cl::cat(toolOptions()));
 static cl::opt<std::string> headerFile("header",
                                        cl::desc("Also write a C header"),
-                                       cl::value_desc("model.h"));
+                                       cl::value_desc("model.h"),
+                                       cl::cat(toolOptions()));
 static cl::opt<std::string> entryName("entry",
-                                      cl::desc("The function to compile"));
+                                      cl::desc("The function to compile"),
+                                      cl::cat(toolOptions()));
 static cl::opt<std::string>
-    cpu("cpu", cl::desc("Target CPU: native (the host, default) or an LLVM "
-                        "CPU name such as x86-64-v3"),
-        cl::init("native"));
+    cpu("cpu",
+        cl::desc("Target CPU: native (the host, default) or an LLVM "
+                 "CPU name such as x86-64-v3"),
+        cl::init("native"), cl::cat(toolOptions()));
 static cl::opt<std::string> bf16Dot(
     "bf16-dot",
     cl::desc("bf16 weights: round the activations to bf16 and use AVX512-BF16 "
              "dot products with f32 accumulation: auto (where the CPU has "
              "avx512bf16, default), on or off (exact f32 products)"),
-    cl::init("auto"));
-static cl::opt<int> epRanks(
-    "ep", cl::desc("Shard the MoE layers' experts over N expert-parallel "
-                   "ranks (default 1: not sharded)"),
-    cl::value_desc("N"), cl::init(1));
+    cl::init("auto"), cl::cat(toolOptions()));
+static cl::opt<int>
+    epRanks("ep",
+            cl::desc("Shard the MoE layers' experts over N expert-parallel "
+                     "ranks (default 1: not sharded)"),
+            cl::value_desc("N"), cl::init(1), cl::cat(toolOptions()));
 static cl::opt<bool> exposeRouting(
     "expose-routing",
     cl::desc("Return every router's expert choices as extra outputs "
-             "routing.<layer>.e<E> (for moe-run --record-routing)"));
+             "routing.<layer>.e<E> (for moe-run --record-routing)"),
+    cl::cat(toolOptions()));
 enum class Emit { SharedLibrary, Object, LLVMDialect };
 static cl::opt<Emit> emit(
     "emit", cl::desc("What to write"), cl::init(Emit::SharedLibrary),
     cl::values(clEnumValN(Emit::SharedLibrary, "so", "a shared library"),
                clEnumValN(Emit::Object, "obj", "a relocatable object file"),
                clEnumValN(Emit::LLVMDialect, "llvm-dialect",
-                          "the lowered module in the LLVM dialect")));
+                          "the lowered module in the LLVM dialect")),
+    cl::cat(toolOptions()));
 
 [[noreturn]] static void fail(const llvm::Twine &message) {
   llvm::errs() << "moe-compile: " << message << "\n";
@@ -119,6 +132,8 @@ static cl::opt<Emit> emit(
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   moe_mlir::flags::registerPassManagerFlags();
+  moe_mlir::flags::showToolOptions(
+      {"mlir-timing", "mlir-print-ir-after-all", "mlir-print-ir-before-all"});
   cl::ParseCommandLineOptions(argc, argv, "moe-mlir ahead-of-time compiler\n");
   if (!inputFile.empty() + !hfDir.empty() + !onnxFile.empty() > 1)
     fail("give the model once: as the input, with --hf or with --onnx");

@@ -15,6 +15,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../ToolOptions.h"
+
 #include "moe-mlir/Import/HF/Importer.h"
 #include "moe-mlir/Import/ONNX/Importer.h"
 #include "moe-mlir/InitAll.h"
@@ -29,24 +31,29 @@
 using namespace mlir;
 namespace cl = llvm::cl;
 
-static cl::opt<std::string> inputDir(cl::Positional,
-                                     cl::desc("<checkpoint directory | model.onnx>"),
-                                     cl::Required);
+using moe_mlir::flags::toolOptions;
+
+static cl::opt<std::string>
+    inputDir(cl::Positional, cl::desc("<checkpoint directory | model.onnx>"),
+             cl::Required, cl::cat(toolOptions()));
 static cl::opt<std::string> outputFile("o", cl::desc("Output MLIR file"),
                                        cl::value_desc("model.mlir"),
-                                       cl::init("-"));
+                                       cl::init("-"), cl::cat(toolOptions()));
 static cl::opt<bool> shapeOnly(
     "shape-only",
     cl::desc("Import from config.json alone, without weight files (weight "
-             "dtypes from torch_dtype)"));
+             "dtypes from torch_dtype)"),
+    cl::cat(toolOptions()));
 
 static cl::opt<bool> noRaise(
     "no-raise",
     cl::desc("ONNX: import decomposed MoE blocks as plain operators instead "
-             "of raising them to moe ops"));
+             "of raising them to moe ops"),
+    cl::cat(toolOptions()));
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  moe_mlir::flags::showToolOptions();
   cl::ParseCommandLineOptions(argc, argv,
                               "moe-mlir Hugging Face checkpoint importer\n");
   DialectRegistry registry;

@@ -106,84 +106,92 @@
 using namespace mlir;
 namespace cl = llvm::cl;
 
+using moe_mlir::flags::toolOptions;
+
 static cl::opt<std::string>
     modelPath(cl::Positional,
-              cl::desc("<model.so | model.mlir | checkpoint directory>"));
+              cl::desc("<model.so | model.mlir | checkpoint directory>"),
+              cl::cat(toolOptions()));
 static cl::opt<std::string>
-    hfDir("hf", cl::desc("A Hugging Face checkpoint directory to import and "
-                         "run (instead of MODEL)"),
-          cl::value_desc("DIR"));
+    hfDir("hf",
+          cl::desc("A Hugging Face checkpoint directory to import and "
+                   "run (instead of MODEL)"),
+          cl::value_desc("DIR"), cl::cat(toolOptions()));
 static cl::opt<std::string>
-    onnxFile("onnx", cl::desc("An ONNX model to import and run (instead of "
-                              "MODEL)"),
-             cl::value_desc("FILE.onnx"));
+    onnxFile("onnx",
+             cl::desc("An ONNX model to import and run (instead of "
+                      "MODEL)"),
+             cl::value_desc("FILE.onnx"), cl::cat(toolOptions()));
 static cl::opt<std::string>
     tokensOpt("tokens",
               cl::desc("Comma-separated prompt token ids (language models)"),
-              cl::value_desc("ID,ID,..."));
+              cl::value_desc("ID,ID,..."), cl::cat(toolOptions()));
 static cl::opt<std::string>
     logitsOut("logits-out",
               cl::desc("With --tokens: write the prompt's logits [S, V] "
                        "(float32) to this .npy file"),
-              cl::value_desc("FILE.npy"));
+              cl::value_desc("FILE.npy"), cl::cat(toolOptions()));
 static cl::opt<std::string> generateLogitsOut(
     "generate-logits-out",
     cl::desc("With --generate: write the logits row each generated token "
              "was chosen from, [N, V] float32, to this .npy file"),
-    cl::value_desc("FILE.npy"));
+    cl::value_desc("FILE.npy"), cl::cat(toolOptions()));
 static cl::opt<int> generateCount(
     "generate",
     cl::desc("With --tokens: generate N tokens greedily and print their ids"),
-    cl::value_desc("N"), cl::init(-1));
+    cl::value_desc("N"), cl::init(-1), cl::cat(toolOptions()));
 static cl::list<std::string>
     inputs("input", cl::desc("NAME=FILE.npy: the value of input NAME"),
-           cl::value_desc("NAME=FILE"));
+           cl::value_desc("NAME=FILE"), cl::cat(toolOptions()));
 static cl::list<std::string> weightFiles(
     "weights",
     cl::desc("A safetensors file, sharded index or checkpoint directory: "
              "inputs not given with --input are taken from it by name, "
              "memory-mapped without a copy"),
-    cl::value_desc("PATH"));
-static cl::opt<std::string> outputDir("output-dir",
-                                      cl::desc("Directory for NAME.npy results"),
-                                      cl::value_desc("DIR"));
+    cl::value_desc("PATH"), cl::cat(toolOptions()));
 static cl::opt<std::string>
-    entryName("entry", cl::desc("MLIR only: the function to run (default: the "
-                                "only public function, or 'main')"));
+    outputDir("output-dir", cl::desc("Directory for NAME.npy results"),
+              cl::value_desc("DIR"), cl::cat(toolOptions()));
+static cl::opt<std::string>
+    entryName("entry",
+              cl::desc("MLIR only: the function to run (default: the "
+                       "only public function, or 'main')"),
+              cl::cat(toolOptions()));
 static cl::opt<std::string> bf16Dot(
     "bf16-dot",
     cl::desc("MLIR, checkpoint and ONNX inputs: bf16 weights use AVX512-BF16 "
              "dot products on bf16-rounded activations: auto (where the host "
              "has avx512bf16, default), on or off (exact f32 products)"),
-    cl::init("auto"));
-static cl::opt<unsigned>
-    numThreadsOpt("num-threads",
-            cl::desc("Threads of the model's pool (default: MOE_NUM_THREADS, "
-                     "else all hardware threads)"),
-            cl::init(0));
+    cl::init("auto"), cl::cat(toolOptions()));
+static cl::opt<unsigned> numThreadsOpt(
+    "num-threads",
+    cl::desc("Threads of the model's pool (default: MOE_NUM_THREADS, "
+             "else all hardware threads)"),
+    cl::init(0), cl::cat(toolOptions()));
 static cl::opt<unsigned>
     repeat("repeat",
            cl::desc("Run N timed times after a warm-up; median time to stderr"),
-           cl::init(0));
+           cl::init(0), cl::cat(toolOptions()));
 
 static cl::opt<int>
     epRanks("ep",
             cl::desc("Run the model as an expert-parallel group of N ranks "
                      "(default 1: no expert parallelism)"),
-            cl::value_desc("N"), cl::init(1));
+            cl::value_desc("N"), cl::init(1), cl::cat(toolOptions()));
 static cl::opt<std::string>
     epBackend("backend",
               cl::desc("With --ep: how the ranks exchange tokens: local "
                        "(threads of this process, default) or mpi (one "
                        "rank per MPI process)"),
-              cl::value_desc("local|mpi|nccl"), cl::init("local"));
+              cl::value_desc("local|mpi|nccl"), cl::init("local"),
+              cl::cat(toolOptions()));
 static cl::opt<std::string> recordRouting(
     "record-routing",
     cl::desc("Write the experts every router chose, per layer, as a routing "
              "profile (moe-plan --profile, --placement balanced): MLIR, "
              "checkpoint and ONNX inputs, or a library compiled with "
              "moe-compile --expose-routing"),
-    cl::value_desc("FILE.json"));
+    cl::value_desc("FILE.json"), cl::cat(toolOptions()));
 
 /// The MPI group of this process (--backend mpi): a failure leaves it, so
 /// the peers fail promptly instead of waiting for their timeout.
@@ -744,6 +752,8 @@ static void checkModelParallelism(const Runnable &model,
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   moe_mlir::flags::registerPassManagerFlags();
+  moe_mlir::flags::showToolOptions(
+      {"mlir-timing", "mlir-print-ir-after-all", "mlir-print-ir-before-all"});
   cl::ParseCommandLineOptions(argc, argv, "moe-mlir model runner\n");
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
