@@ -77,10 +77,14 @@ def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
     the op description in its naive form (k_nope and v expanded from every
     cached and new `c_kv`); P and S may be dynamic:
 
-    - projections: `linalg.generic` contractions accumulated in f32; the
-      per-head pieces (q_nope, the two components of the rope pairs of
-      q_rope, k_nope, v) are read out of the head-major weights by the
-      indexing maps, without reshapes or copies;
+    - projections: the vectorized x·Wᵀ kernel (all heads at once; the
+      naive form expands every cached and new latent through kv_b_proj this
+      way), accumulated in f32; the per-head pieces (q_nope, the two
+      components of the rope pairs of q_rope, k_nope, v) are read through
+      `expand_shape`/`extract_slice` views of the head-major results, and
+      the absorbed form's per-head products (q_nope · W_kb, o_lat · W_vbᵀ)
+      are register-tiled vector loops; `linalg.generic` contractions where
+      a size is dynamic;
     - RMSNorm (q LoRA, `kv_a_norm`) in f32;
     - RoPE: the D_r/2 frequencies (plain or YaRN) are evaluated in f64 by
       the pass and stored as a dense f64 constant; at run time the angle
@@ -93,7 +97,15 @@ def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
       max-subtracted softmax and the weighted sum of v in f32, the scale
       rounded to f32; the weighted sum is divided by the softmax
       denominator; the output projection accumulates in f32 and is rounded
-      once to the element type of `hidden`.
+      once to the element type of `hidden`. This attention core is one
+      vector kernel (AttentionKernel.cpp): parallel tasks of up to 16
+      (token, head) rows that share their key and value rows, each row
+      computing scores only for the keys it can see, dot products in
+      16-lane fused multiply-adds reduced by one fixed tree, `exp` in
+      vector arithmetic (within 1 ulp of the correctly rounded value;
+      results below e^-87 flush to 0), and every sum in an order fixed by
+      the shapes alone, so a row has the same bits whatever its tile, task
+      or the thread count.
 
     With `bf16-dot-products` and bf16 weights, the projections that go
     through the vectorized x·Wᵀ kernel (q_a_proj, kv_a_proj; q/k/v/o of
@@ -117,6 +129,7 @@ def ConvertMLAToLinalg : Pass<"convert-mla-to-linalg"> {
     "::mlir::arith::ArithDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
+    "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect",
     "::mlir::vector::VectorDialect",
     "::mlir::x86vector::X86VectorDialect",

@@ -5,8 +5,10 @@
 // The part of attention that every mla op shares once its queries, keys and
 // values are formed: the per-head scores, the causal (optionally windowed)
 // mask, the max-subtracted softmax and the weighted sum of the values, all
-// in f32. Every reduction runs over its index in order, so the result does
-// not depend on the thread count. Shapes (S new tokens, P cached ones,
+// in f32. With static head dimensions this is the vectorized kernel of
+// AttentionKernel.cpp; otherwise (here) linalg.generic ops, every reduction
+// over its index in order. Either way the result does not depend on the
+// thread count. Shapes of the generic form (S new tokens, P cached ones,
 // T = P + S, N query heads, group query heads per key/value head):
 //
 //   q [S, N, D], k [T, N/group, D]         -> scores, exp [N, S, T]
@@ -76,18 +78,16 @@ Value insertAt(OpBuilder &b, Location loc, Value src, Value dest,
                                        mixedSizes(b, loc, src), strides);
 }
 
-Value headScores(OpBuilder &b, Location loc, Value q, Value k, int64_t group,
-                 OpFoldResult tokens, OpFoldResult total) {
+/// scores[n, s, j] += Σ_d f32(q[s, n, d]) · f32(k[j, n / group, d]) for
+/// q [S, N, D] and k [T, N / group, D], the reduction over d in order.
+static Value accumulateScores(OpBuilder &b, Location loc, Value q, Value k,
+                              int64_t group, Value scores) {
   MLIRContext *ctx = b.getContext();
-  Type f32 = b.getF32Type();
-  int64_t heads = cast<RankedTensorType>(q.getType()).getDimSize(1);
   AffineExpr n, s, j, d;
   bindDims(ctx, n, s, j, d);
   auto map4 = [&](ArrayRef<AffineExpr> exprs) {
     return AffineMap::get(4, 0, exprs, ctx);
   };
-  SmallVector<OpFoldResult> sizes = {b.getIndexAttr(heads), tokens, total};
-  Value scores = filledTensor(b, loc, sizes, f32, f32Const(b, loc, 0.0));
   return generic(
       b, loc, ValueRange{q, k}, scores,
       {map4({s, n, d}), map4({j, n.floorDiv(group), d}), map4({n, s, j})},
@@ -98,9 +98,12 @@ Value headScores(OpBuilder &b, Location loc, Value q, Value k, int64_t group,
       })[0];
 }
 
-Value attendValues(OpBuilder &b, Location loc, Value scores, Value values,
-                   int64_t group, Value past, double scale,
-                   std::optional<int64_t> window) {
+/// o [S, N, D_v] of the unscaled scores [N, S, T] and the values
+/// [T, N / group, D_v] (see `attention`), every reduction over its index in
+/// order.
+static Value attendValues(OpBuilder &b, Location loc, Value scores,
+                          Value values, int64_t group, Value past, double scale,
+                          std::optional<int64_t> window) {
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
   auto scoresType = cast<RankedTensorType>(scores.getType());
@@ -173,6 +176,40 @@ Value attendValues(OpBuilder &b, Location loc, Value scores, Value values,
       [](OpBuilder &nb, Location l, ValueRange a) {
         yieldOp(nb, l, arith::DivFOp::create(nb, l, a[0], a[1]));
       })[0];
+}
+
+/// t [T, KV, D] as it is, or [T, D] viewed as [T, 1, D].
+static Value asHeads(OpBuilder &b, Location loc, Value t) {
+  auto type = cast<RankedTensorType>(t.getType());
+  if (type.getRank() == 3)
+    return t;
+  auto headsType = RankedTensorType::get(
+      {type.getDimSize(0), 1, type.getDimSize(1)}, type.getElementType());
+  return tensor::ExpandShapeOp::create(
+      b, loc, headsType, t, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+}
+
+Value attention(OpBuilder &b, Location loc, ArrayRef<ScoreTerm> terms,
+                Value values, Value past, OpFoldResult tokens,
+                OpFoldResult total, double scale,
+                std::optional<int64_t> window) {
+  if (canVectorizeAttention(terms, values))
+    return vectorAttention(b, loc, terms, values, past, tokens, total, scale,
+                           window);
+  Type f32 = b.getF32Type();
+  int64_t heads =
+      cast<RankedTensorType>(terms.front().q.getType()).getDimSize(1);
+  auto groupOf = [&](Value t) {
+    return heads / cast<RankedTensorType>(t.getType()).getDimSize(1);
+  };
+  SmallVector<OpFoldResult> sizes = {b.getIndexAttr(heads), tokens, total};
+  Value scores = filledTensor(b, loc, sizes, f32, f32Const(b, loc, 0.0));
+  for (const ScoreTerm &term : terms) {
+    Value k = asHeads(b, loc, term.k);
+    scores = accumulateScores(b, loc, term.q, k, groupOf(k), scores);
+  }
+  Value v = asHeads(b, loc, values);
+  return attendValues(b, loc, scores, v, groupOf(v), past, scale, window);
 }
 
 } // namespace moe_mlir::lowering::mla

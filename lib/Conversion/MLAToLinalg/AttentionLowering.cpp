@@ -7,13 +7,20 @@
 // folded into the query and the output; the heads attend over the latents)
 // or cost (an scf.if on the token counts picks one per call). Every
 // contraction accumulates in f32; the scores, the causal mask and the
-// softmax are f32. Shapes (S new tokens, P cached ones, T = P + S):
+// softmax are f32. The projections with all heads at once (q, the naive
+// expansion of the latents, o_proj) go through the vectorized x · Wᵀ
+// kernel, the per-head products of the absorbed form and attention itself
+// through the vector kernels of AttentionKernel.cpp (each with a
+// linalg.generic form for dynamic sizes). Shapes (S new tokens, P cached
+// ones, T = P + S):
 //
-//   q_nope [S, N, D_n], the rope pairs of q_rope [S, N, D_r/2] twice
+//   q [S, N, D_n + D_r] f32, viewed as q_nope [S, N, D_n] and the rope
+//   pairs [S, N, D_r/2] twice; q_rope [S, N, D_r] rotated, in halves
 //   c_kv_out [T, R_kv], k_rope_out [T, D_r]      (cache element type)
-//   naive:    k_nope [T, N, D_n], v [T, N, D_v]  (expanded latents, f32)
+//   naive:    [T, N, D_n + D_v] f32, viewed as k_nope [T, N, D_n] and
+//             v [T, N, D_v]
 //   absorbed: q_lat [S, N, R_kv], o_lat [S, N, R_kv]
-//   scores, exp [N, S, T]; max, sum [N, S]; o [S, N, D_v]; out [S, H]
+//   o [S, N, D_v] -> [S, N·D_v]; out [S, H]
 //
 //===----------------------------------------------------------------------===//
 
@@ -21,12 +28,10 @@
 #include "../Utils/LoweringUtils.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
-#include "mlir/Dialect/Arith/Utils/Utils.h"
-#include "mlir/IR/AffineMap.h"
 
 using namespace mlir;
 using moe_mlir::mla::AttentionOp;
@@ -34,10 +39,6 @@ using moe_mlir::mla::AttentionOp;
 namespace moe_mlir::lowering::mla {
 
 namespace {
-using utils::IteratorType;
-constexpr IteratorType kPar = IteratorType::parallel;
-constexpr IteratorType kRed = IteratorType::reduction;
-
 Type elementTypeOf(Value v) {
   return cast<RankedTensorType>(v.getType()).getElementType();
 }
@@ -53,12 +54,53 @@ Value columns(OpBuilder &b, Location loc, Value m, OpFoldResult colOffset,
   return tensor::ExtractSliceOp::create(b, loc, m, offsets, sizes, strides);
 }
 
+/// t[..., offset + stride·i] for i < size, a view of the last dimension of
+/// t [S, N, D].
+Value lastDimSlice(OpBuilder &b, Location loc, Value t, int64_t offset,
+                   int64_t size, int64_t stride) {
+  SmallVector<OpFoldResult> offsets = {b.getIndexAttr(0), b.getIndexAttr(0),
+                                       b.getIndexAttr(offset)};
+  SmallVector<OpFoldResult> sizes = mixedSizes(b, loc, t);
+  sizes.back() = b.getIndexAttr(size);
+  SmallVector<OpFoldResult> strides = {b.getIndexAttr(1), b.getIndexAttr(1),
+                                       b.getIndexAttr(stride)};
+  return tensor::ExtractSliceOp::create(b, loc, t, offsets, sizes, strides);
+}
+
+/// The contraction options for a product with the activations `a`: the
+/// products stay exact f32 ones (as in the per-head generic form) unless
+/// `a` is already bf16, where the bf16 dot products round nothing.
+ContractionOptions exactProducts(const ContractionOptions &options, Value a) {
+  ContractionOptions exact = options;
+  exact.bf16DotProducts = options.bf16DotProducts && elementTypeOf(a).isBF16();
+  return exact;
+}
+
+/// a · wᵀ [S, heads·width] in f32 through the vectorized contraction (all
+/// heads of a head-major nn.Linear weight at once), viewed as
+/// [S, heads, width].
+Value projectHeads(OpBuilder &b, Location loc, Value a, Value w, int64_t heads,
+                   int64_t width, const ContractionOptions &options) {
+  Value m = contractTransposedB(b, loc, a, w, exactProducts(options, a));
+  auto type = cast<RankedTensorType>(m.getType());
+  auto flatType = RankedTensorType::get({type.getDimSize(0), heads * width},
+                                        b.getF32Type());
+  if (type != flatType)
+    m = tensor::CastOp::create(b, loc, flatType, m);
+  auto headType =
+      RankedTensorType::get({type.getDimSize(0), heads, width}, b.getF32Type());
+  SmallVector<OpFoldResult> shape = {tensor::getMixedSize(b, loc, m, 0),
+                                     b.getIndexAttr(heads),
+                                     b.getIndexAttr(width)};
+  return tensor::ExpandShapeOp::create(b, loc, headType, m, {{0}, {1, 2}},
+                                       shape);
+}
+
 } // namespace
 
 LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b,
                              const ContractionOptions &options) {
   Location loc = op.getLoc();
-  MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
   auto heads = static_cast<int64_t>(op.getNumHeads());
   auto nope = static_cast<int64_t>(op.getQkNopeHeadDim());
@@ -81,8 +123,9 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b,
   OpFoldResult total = addSizes(b, loc, pastSize, tokens);
   OpFoldResult kvRank = tensor::getMixedSize(b, loc, op.getKvANorm(), 0);
 
-  // Query: q_nope [S, N, D_n] and the two components of the rope pairs of
-  // q_rope [S, N, D_r/2], read straight out of the head-major weight.
+  // Query: q [S, N, D_n + D_r] through the vectorized contraction, then
+  // views of q_nope [S, N, D_n] and of the two components of the rope pairs
+  // of q_rope [S, N, D_r/2].
   Value qInput = x, qWeight = op.getQProj();
   if (op.hasQueryLora()) {
     qInput = rmsNorm(b, loc, contractTransposedB(b, loc, x, op.getQAProj(), options),
@@ -90,12 +133,11 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b,
     qWeight = op.getQBProj();
   }
   int64_t qHead = nope + rope;
-  Value qNope =
-      headContraction(b, loc, qInput, qWeight, heads, qHead, 0, nope, 1);
-  Value qFirst = headContraction(b, loc, qInput, qWeight, heads, qHead, nope,
-                                 half, pairStride);
-  Value qSecond = headContraction(b, loc, qInput, qWeight, heads, qHead,
-                                  nope + secondOffset, half, pairStride);
+  Value q = projectHeads(b, loc, qInput, qWeight, heads, qHead, options);
+  Value qNope = lastDimSlice(b, loc, q, 0, nope, 1);
+  Value qFirst = lastDimSlice(b, loc, q, nope, half, pairStride);
+  Value qSecond =
+      lastDimSlice(b, loc, q, nope + secondOffset, half, pairStride);
 
   // Latent KV of the new tokens: [c, k_r] = x · kv_a_projᵀ [S, R_kv + D_r].
   Value kv = contractTransposedB(b, loc, x, op.getKvAProj(), options);
@@ -128,86 +170,38 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b,
   kAll = insertAt(b, loc, kRope0, kAll, {pastSize, zero});
   kAll = insertAt(b, loc, kRope1, kAll, {pastSize, b.getIndexAttr(half)});
 
-  AffineExpr n, s, j, d;
-  bindDims(ctx, n, s, j, d);
-  auto map4 = [&](ArrayRef<AffineExpr> exprs) {
-    return AffineMap::get(4, 0, exprs, ctx);
-  };
-  // scores [N, S, T] += q_rope · k_rope in f32.
-  Value qRopeFirst = qRope0, qRopeSecond = qRope1;
-  auto addRopeScores = [&](OpBuilder &nb, Value scores) {
-    // The halves of the (rounded) rope keys: first and second components.
-    Value kRopeFirst =
-        columns(nb, loc, kAll, nb.getIndexAttr(0), nb.getIndexAttr(half), 1);
-    Value kRopeSecond = columns(nb, loc, kAll, nb.getIndexAttr(half),
-                                nb.getIndexAttr(half), 1);
-    Value ropeParts[] = {qRopeFirst, qRopeSecond, kRopeFirst, kRopeSecond};
-    return generic(
-        nb, loc, ValueRange(ropeParts), scores,
-        {map4({s, n, d}), map4({s, n, d}), map4({j, d}), map4({j, d}),
-         map4({n, s, j})},
-        {kPar, kPar, kPar, kRed}, [](OpBuilder &bb, Location l, ValueRange a) {
-          Value p0 = arith::MulFOp::create(bb, l, a[0], toF32(bb, l, a[2]));
-          Value p1 = arith::MulFOp::create(bb, l, a[1], toF32(bb, l, a[3]));
-          Value acc = arith::AddFOp::create(bb, l, a[4], p0);
-          yieldOp(bb, l, arith::AddFOp::create(bb, l, acc, p1));
-        })[0];
-  };
+  // q_rope [S, N, D_r] in the halves layout of the cached rope keys: its
+  // score with key j is the dot product with k_rope_out[j].
+  SmallVector<OpFoldResult> qRopeSizes = mixedSizes(b, loc, qRope0);
+  qRopeSizes.back() = b.getIndexAttr(rope);
+  Value qRope = emptyTensor(b, loc, qRopeSizes, f32);
+  qRope = insertAt(b, loc, qRope0, qRope, {zero, zero, zero});
+  qRope = insertAt(b, loc, qRope1, qRope, {zero, zero, b.getIndexAttr(half)});
+  ScoreTerm ropeTerm{qRope, kAll};
   double scale = op.getEffectiveSoftmaxScale();
   int64_t kvHead = nope + vdim;
 
-  // Naive: expand every cached and new latent (rounded values),
-  // k_nope [T, N, D_n] and v [T, N, D_v], then attend.
+  // Naive: expand every cached and new latent (rounded values) through the
+  // vectorized contraction, [T, N, D_n + D_v], whose views are k_nope
+  // [T, N, D_n] and v [T, N, D_v]; then attend.
   auto naive = [&](OpBuilder &nb) {
-    Value kNope = headContraction(nb, loc, cAll, op.getKvBProj(), heads,
-                                  kvHead, 0, nope, 1);
-    Value v = headContraction(nb, loc, cAll, op.getKvBProj(), heads, kvHead,
-                              nope, vdim, 1);
-    Value scores = headScores(nb, loc, qNope, kNope, /*group=*/1, tokens,
-                              total);
-    scores = addRopeScores(nb, scores);
-    return attendValues(nb, loc, scores, v, /*group=*/1, past, scale,
-                        std::nullopt);
+    Value expanded =
+        projectHeads(nb, loc, cAll, op.getKvBProj(), heads, kvHead, options);
+    Value kNope = lastDimSlice(nb, loc, expanded, 0, nope, 1);
+    Value v = lastDimSlice(nb, loc, expanded, nope, vdim, 1);
+    return attention(nb, loc, {ScoreTerm{qNope, kNope}, ropeTerm}, v, past,
+                     tokens, total, scale, std::nullopt);
   };
 
   // Absorbed: q_lat [S, N, R_kv] = q_nope · W_kb per head; every head
-  // attends over the latents themselves ([T, 1, R_kv], one "kv head");
-  // o [S, N, D_v] = o_lat · W_vbᵀ per head.
+  // attends over the latents themselves (keys and values [T, R_kv] shared
+  // by all heads); o [S, N, D_v] = o_lat · W_vbᵀ per head.
   auto absorbed = [&](OpBuilder &nb) {
-    AffineExpr as, an, ar, ad;
-    bindDims(ctx, as, an, ar, ad);
-    SmallVector<OpFoldResult> latSizes = {tokens, nb.getIndexAttr(heads),
-                                          kvRank};
-    Value qLat = generic(
-        nb, loc, ValueRange{qNope, op.getKvBProj()},
-        filledTensor(nb, loc, latSizes, f32, f32Const(nb, loc, 0.0)),
-        {map4({as, an, ad}), map4({an * kvHead + ad, ar}),
-         map4({as, an, ar})},
-        {kPar, kPar, kPar, kRed}, [](OpBuilder &bb, Location l, ValueRange a) {
-          Value p = arith::MulFOp::create(bb, l, a[0], toF32(bb, l, a[1]));
-          yieldOp(bb, l, arith::AddFOp::create(bb, l, a[2], p));
-        })[0];
-    auto cType = cast<RankedTensorType>(cAll.getType());
-    auto latentsType = RankedTensorType::get(
-        {cType.getDimSize(0), 1, cType.getDimSize(1)}, cType.getElementType());
-    Value latents = tensor::ExpandShapeOp::create(
-        nb, loc, latentsType, cAll, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
-    Value scores = headScores(nb, loc, qLat, latents, /*group=*/heads, tokens,
-                              total);
-    scores = addRopeScores(nb, scores);
-    Value oLat = attendValues(nb, loc, scores, latents, /*group=*/heads, past,
-                              scale, std::nullopt);
-    SmallVector<OpFoldResult> oSizes = {tokens, nb.getIndexAttr(heads),
-                                        nb.getIndexAttr(vdim)};
-    return generic(
-        nb, loc, ValueRange{oLat, op.getKvBProj()},
-        filledTensor(nb, loc, oSizes, f32, f32Const(nb, loc, 0.0)),
-        {map4({as, an, ad}), map4({an * kvHead + nope + ar, ad}),
-         map4({as, an, ar})},
-        {kPar, kPar, kPar, kRed}, [](OpBuilder &bb, Location l, ValueRange a) {
-          Value p = arith::MulFOp::create(bb, l, a[0], toF32(bb, l, a[1]));
-          yieldOp(bb, l, arith::AddFOp::create(bb, l, a[2], p));
-        })[0];
+    Value qLat = headMatmul(nb, loc, qNope, op.getKvBProj(), kvHead, 0);
+    Value oLat = attention(nb, loc, {ScoreTerm{qLat, cAll}, ropeTerm}, cAll,
+                           past, tokens, total, scale, std::nullopt);
+    return headMatmulTransposed(nb, loc, oLat, op.getKvBProj(), kvHead, nope,
+                                vdim);
   };
 
   // o [S, N, D_v] f32, by the form weight_absorption chooses.
@@ -267,19 +261,12 @@ LogicalResult lowerAttention(AttentionOp op, PatternRewriter &b,
   }
   }
 
-  // out [S, H] = o [S, N·D_v] · o_projᵀ, heads concatenated.
-  AffineExpr ps, ph, pn, pv;
-  bindDims(ctx, ps, ph, pn, pv);
-  SmallVector<OpFoldResult> outSizes = {
-      tokens, tensor::getMixedSize(b, loc, op.getOProj(), 0)};
-  Value out = generic(
-      b, loc, ValueRange{o, op.getOProj()},
-      filledTensor(b, loc, outSizes, f32, f32Const(b, loc, 0.0)),
-      {map4({ps, pn, pv}), map4({ph, pn * vdim + pv}), map4({ps, ph})},
-      {kPar, kPar, kRed, kRed}, [](OpBuilder &nb, Location l, ValueRange a) {
-        Value p = arith::MulFOp::create(nb, l, a[0], toF32(nb, l, a[1]));
-        yieldOp(nb, l, arith::AddFOp::create(nb, l, a[2], p));
-      })[0];
+  // out [S, H] = o [S, N·D_v] · o_projᵀ, heads concatenated, through the
+  // vectorized contraction (exact f32 products).
+  Value flat = tensor::CollapseShapeOp::create(
+      b, loc, o, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+  Value out = contractTransposedB(b, loc, flat, op.getOProj(),
+                                  exactProducts(options, flat));
   out = convertTensor(b, loc, out, elementTypeOf(x));
 
   b.replaceOp(op, ValueRange{castToResult(b, loc, out, op.getOutput()),

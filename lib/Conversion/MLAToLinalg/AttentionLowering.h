@@ -5,9 +5,11 @@
 // The lowerings of the mla ops, one per file (AttentionLowering.cpp:
 // mla.attention, GqaLowering.cpp: mla.gqa_attention), and the pieces they
 // share: RoPE frequencies and tables, the rotation of the rope pairs,
-// RMSNorm and the per-head contractions out of head-major weights
-// (RopeNorm.cpp); the per-head scores, the causal (optionally windowed)
-// softmax and the weighted sum of the values (AttentionCore.cpp).
+// RMSNorm and the per-head contractions with head-major weights
+// (RopeNorm.cpp); attention itself: the per-head scores, the causal
+// (optionally windowed) softmax and the weighted sum of the values
+// (AttentionCore.cpp), as register-tiled vector code where the head
+// dimensions are static (AttentionKernel.cpp).
 //
 //===----------------------------------------------------------------------===//
 
@@ -85,14 +87,19 @@ rotatePairs(mlir::OpBuilder &b, mlir::Location loc, mlir::Value first,
 mlir::Value rmsNorm(mlir::OpBuilder &b, mlir::Location loc, mlir::Value x,
                     mlir::Value weight, float eps);
 
-/// out[m, n, e] = Σ_k f32(a[m, k]) · f32(w[n·headStride + offset +
-/// elementStride·e, k]) in f32, for n < heads and e < width: one piece of
-/// every head of a head-major nn.Linear weight, read through the indexing
-/// map (no reshape, no copy).
-mlir::Value headContraction(mlir::OpBuilder &b, mlir::Location loc,
-                            mlir::Value a, mlir::Value w, int64_t heads,
-                            int64_t headStride, int64_t offset, int64_t width,
-                            int64_t elementStride);
+/// out[s, n, r] = Σ_d f32(a[s, n, d]) · f32(w[n·headStride + offset + d,
+/// r]) in f32 for a [S, N, D] and w [.., R]: per head, a_n times the D rows
+/// of w from n·headStride + offset (the absorbed query q_nope · W_kb).
+mlir::Value headMatmul(mlir::OpBuilder &b, mlir::Location loc, mlir::Value a,
+                       mlir::Value w, int64_t headStride, int64_t offset);
+
+/// out[s, n, e] = Σ_r f32(a[s, n, r]) · f32(w[n·headStride + offset + e,
+/// r]) in f32 for e < width, a [S, N, R] and w [.., R]: per head, a_n times
+/// the transpose of `width` rows of w (the absorbed output o_lat · W_vbᵀ).
+mlir::Value headMatmulTransposed(mlir::OpBuilder &b, mlir::Location loc,
+                                 mlir::Value a, mlir::Value w,
+                                 int64_t headStride, int64_t offset,
+                                 int64_t width);
 
 //===----------------------------------------------------------------------===//
 // Scores, masked softmax, values (AttentionCore.cpp)
@@ -107,25 +114,51 @@ mlir::Value insertAt(mlir::OpBuilder &b, mlir::Location loc, mlir::Value src,
                      mlir::Value dest,
                      llvm::ArrayRef<mlir::OpFoldResult> offsets);
 
-/// Unscaled scores [N, S, T] f32: scores[n, s, j] = Σ_d f32(q[s, n, d]) ·
-/// f32(k[j, n / group, d]) for q [S, N, D] and k [T, N / group, D]; query
-/// head n reads key head n / group.
-mlir::Value headScores(mlir::OpBuilder &b, mlir::Location loc, mlir::Value q,
-                       mlir::Value k, int64_t group, mlir::OpFoldResult tokens,
-                       mlir::OpFoldResult total);
+/// One term of the attention scores: the queries q [S, N, D] (f32) against
+/// the keys k [T, KV, D] (query head n reads key head n / (N / KV)) or
+/// [T, D] (one key row shared by all heads).
+struct ScoreTerm {
+  mlir::Value q, k;
+};
 
-/// The attention output o [S, N, D_v] f32 of scores [N, S, T] (f32,
-/// unscaled) and values [T, N / group, D_v]:
-///   o[s, n] = Σ_j e_j · f32(values[j, n / group]) / Σ_j e_j,
-///   e_j = exp(c · scores[n, s, j] - m)
-/// with c = `scale` (rounded to f32) and m the maximum of c · scores[n, s, j],
+/// The attention output o [S, N, D_v] f32 of the score terms and the
+/// values [T, KV_v, D_v] or [T, D_v] (shared by the heads like the keys):
+///   o[s, n] = Σ_j e_j · f32(values[j, ...]) / Σ_j e_j,
+///   e_j = exp(c · Σ_terms Σ_d f32(q[s, n, d]) · f32(k[j, ..., d]) - m)
+/// with c = `scale` (rounded to f32) and m the maximum of the scaled scores,
 /// over the keys j visible to the new token s: j <= past + s (causal) and,
-/// with a `window` W, past + s - j < W. Reductions run over j in order, in
-/// f32.
-mlir::Value attendValues(mlir::OpBuilder &b, mlir::Location loc,
-                         mlir::Value scores, mlir::Value values, int64_t group,
-                         mlir::Value past, double scale,
-                         std::optional<int64_t> window);
+/// with a `window` W, past + s - j < W. Every sum is in f32. The vectorized
+/// kernel (AttentionKernel.cpp) when canVectorizeAttention, else
+/// linalg.generic ops whose reductions run over their index in order.
+mlir::Value attention(mlir::OpBuilder &b, mlir::Location loc,
+                      llvm::ArrayRef<ScoreTerm> terms, mlir::Value values,
+                      mlir::Value past, mlir::OpFoldResult tokens,
+                      mlir::OpFoldResult total, double scale,
+                      std::optional<int64_t> window);
+
+//===----------------------------------------------------------------------===//
+// Vectorized kernels (AttentionKernel.cpp)
+//===----------------------------------------------------------------------===//
+
+/// Whether vectorAttention applies: static head dimensions (q's N and D,
+/// the keys' and values' D and KV dividing N) and float elements.
+bool canVectorizeAttention(llvm::ArrayRef<ScoreTerm> terms, mlir::Value values);
+mlir::Value vectorAttention(mlir::OpBuilder &b, mlir::Location loc,
+                            llvm::ArrayRef<ScoreTerm> terms, mlir::Value values,
+                            mlir::Value past, mlir::OpFoldResult tokens,
+                            mlir::OpFoldResult total, double scale,
+                            std::optional<int64_t> window);
+
+/// Whether the vectorized headMatmul / headMatmulTransposed apply: a's N
+/// and D and w's row width static, float elements.
+bool canVectorizeHeadContraction(mlir::Value a, mlir::Value w);
+mlir::Value vectorHeadMatmul(mlir::OpBuilder &b, mlir::Location loc,
+                             mlir::Value a, mlir::Value w, int64_t headStride,
+                             int64_t offset);
+mlir::Value vectorHeadMatmulTransposed(mlir::OpBuilder &b, mlir::Location loc,
+                                       mlir::Value a, mlir::Value w,
+                                       int64_t headStride, int64_t offset,
+                                       int64_t width);
 
 } // namespace moe_mlir::lowering::mla
 

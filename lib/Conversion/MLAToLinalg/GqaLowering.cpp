@@ -6,12 +6,13 @@
 // vectorized x · Wᵀ contraction; their [S, heads·D] results are viewed as
 // [S, heads, D] (tensor.expand_shape, no copy); RMSNorm of q and k (Qwen3),
 // RoPE with HF's f32 tables, the caches, the scores and the causal softmax
-// are the pieces shared with mla.attention. Every contraction accumulates
-// in f32. Shapes (S new tokens, P cached ones, T = P + S, G = N / KV):
+// are the pieces shared with mla.attention (the vectorized attention
+// kernel for static sizes). Every contraction accumulates in f32. Shapes
+// (S new tokens, P cached ones, T = P + S, G = N / KV):
 //
 //   q [S, N, D] f32; k, v [S, KV, D] f32; the rope halves [S, ., D/2]
 //   k_out, v_out [T, KV, D]                      (cache element type)
-//   scores, exp [N, S, T]; o [S, N, D] -> [S, N·D]; out [S, H]
+//   o [S, N, D] -> [S, N·D]; out [S, H]
 //
 //===----------------------------------------------------------------------===//
 
@@ -151,13 +152,11 @@ LogicalResult lowerGqaAttention(GqaAttentionOp op, PatternRewriter &b,
                   {pastSize, zero, zero});
 
   // Attention of query head h over KV head h / G: o [S, N, D].
-  int64_t group = op.getGroupSize();
-  Value scores = headScores(b, loc, qRot, kAll, group, tokens, total);
   std::optional<int64_t> window;
   if (auto w = op.getSlidingWindow())
     window = static_cast<int64_t>(*w);
-  Value o = attendValues(b, loc, scores, vAll, group, past,
-                         op.getEffectiveSoftmaxScale(), window);
+  Value o = attention(b, loc, {ScoreTerm{qRot, kAll}}, vAll, past, tokens,
+                      total, op.getEffectiveSoftmaxScale(), window);
 
   // out [S, H] = o [S, N·D] · o_projᵀ, heads concatenated.
   Value flat = tensor::CollapseShapeOp::create(

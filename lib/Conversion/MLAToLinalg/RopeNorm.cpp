@@ -5,9 +5,10 @@
 // The pieces of the mla lowerings that do not depend on the op: the RoPE
 // frequencies (evaluated here from the attributes: in f64 for mla.attention,
 // in f32 as Hugging Face does for mla.gqa_attention), the cos/sin tables at
-// the dynamic positions, the rotation of the rope pairs, RMSNorm and
-// contractions that read one piece of every head out of a head-major
-// weight.
+// the dynamic positions, the rotation of the rope pairs, RMSNorm and the
+// per-head products with pieces of a head-major weight (the vectorized
+// kernels of AttentionKernel.cpp where the sizes allow, else one
+// linalg.generic).
 //
 //===----------------------------------------------------------------------===//
 
@@ -225,27 +226,53 @@ Value rmsNorm(OpBuilder &b, Location loc, Value x, Value weight, float eps) {
                  })[0];
 }
 
-Value headContraction(OpBuilder &b, Location loc, Value a, Value w,
-                      int64_t heads, int64_t headStride, int64_t offset,
-                      int64_t width, int64_t elementStride) {
+/// out[s, n, x] = Σ_y f32(a[s, n, y]) · f32(w[row(n, x, y), col(n, x, y)])
+/// over y < a's last size, as one linalg.generic (the reduction over y in
+/// order); x < width.
+static Value
+headGeneric(OpBuilder &b, Location loc, Value a, Value w, OpFoldResult width,
+            function_ref<AffineMap(AffineExpr n, AffineExpr x, AffineExpr y)>
+                weightMap) {
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
   SmallVector<OpFoldResult> sizes = {tensor::getMixedSize(b, loc, a, 0),
-                                     b.getIndexAttr(heads),
-                                     b.getIndexAttr(width)};
+                                     tensor::getMixedSize(b, loc, a, 1), width};
   Value init = filledTensor(b, loc, sizes, f32, f32Const(b, loc, 0.0));
-  AffineExpr m, n, e, k;
-  bindDims(ctx, m, n, e, k);
-  AffineExpr weightRow = n * headStride + offset + e * elementStride;
-  SmallVector<AffineMap> maps = {AffineMap::get(4, 0, {m, k}, ctx),
-                                 AffineMap::get(4, 0, {weightRow, k}, ctx),
-                                 AffineMap::get(4, 0, {m, n, e}, ctx)};
+  AffineExpr s, n, x, y;
+  bindDims(ctx, s, n, x, y);
+  SmallVector<AffineMap> maps = {AffineMap::get(4, 0, {s, n, y}, ctx),
+                                 weightMap(n, x, y),
+                                 AffineMap::get(4, 0, {s, n, x}, ctx)};
   return generic(b, loc, ValueRange{a, w}, init, maps, {kPar, kPar, kPar, kRed},
                  [](OpBuilder &nb, Location l, ValueRange args) {
                    Value p = arith::MulFOp::create(nb, l, toF32(nb, l, args[0]),
                                                    toF32(nb, l, args[1]));
                    yieldOp(nb, l, arith::AddFOp::create(nb, l, args[2], p));
                  })[0];
+}
+
+Value headMatmul(OpBuilder &b, Location loc, Value a, Value w,
+                 int64_t headStride, int64_t offset) {
+  if (canVectorizeHeadContraction(a, w))
+    return vectorHeadMatmul(b, loc, a, w, headStride, offset);
+  MLIRContext *ctx = b.getContext();
+  return headGeneric(
+      b, loc, a, w, tensor::getMixedSize(b, loc, w, 1),
+      [&](AffineExpr n, AffineExpr x, AffineExpr y) {
+        return AffineMap::get(4, 0, {n * headStride + offset + y, x}, ctx);
+      });
+}
+
+Value headMatmulTransposed(OpBuilder &b, Location loc, Value a, Value w,
+                           int64_t headStride, int64_t offset, int64_t width) {
+  if (canVectorizeHeadContraction(a, w))
+    return vectorHeadMatmulTransposed(b, loc, a, w, headStride, offset, width);
+  MLIRContext *ctx = b.getContext();
+  return headGeneric(
+      b, loc, a, w, b.getIndexAttr(width),
+      [&](AffineExpr n, AffineExpr x, AffineExpr y) {
+        return AffineMap::get(4, 0, {n * headStride + offset + x, y}, ctx);
+      });
 }
 
 } // namespace moe_mlir::lowering::mla

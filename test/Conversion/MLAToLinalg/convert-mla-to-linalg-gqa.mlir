@@ -5,9 +5,6 @@
 
 // Decode of one token against a dynamic cache of P tokens. Sizes: H = 16,
 // N = 4 query heads, KV = 2 KV heads (G = 2), D = 4.
-// Query head n reads KV head n floordiv 2, for the scores and for the values.
-// CHECK-DAG:   #[[$KEYS:.+]] = affine_map<(d0, d1, d2, d3) -> (d2, d0 floordiv 2, d3)>
-// CHECK-DAG:   #[[$VALUES:.+]] = affine_map<(d0, d1, d2, d3) -> (d3, d1 floordiv 2, d2)>
 // CHECK-LABEL: func.func @decode
 // CHECK-SAME:    %[[X:[a-z0-9]+]]: tensor<1x16xf32>, %[[KC:[a-z0-9]+]]: tensor<?x2x4xf32>, %[[VC:[a-z0-9]+]]: tensor<?x2x4xf32>
 // CHECK-SAME:    %[[WQ:[a-z0-9]+]]: tensor<16x16xf32>, %[[WK:[a-z0-9]+]]: tensor<8x16xf32>, %[[WV:[a-z0-9]+]]: tensor<8x16xf32>, %[[WO:[a-z0-9]+]]: tensor<16x16xf32>
@@ -55,20 +52,57 @@
 // CHECK:       %[[KALL:.+]] = tensor.insert_slice %[[KROT]]#1 into %[[KB]][%[[P]], 0, 2] [1, 2, 2] [1, 1, 1]
 // CHECK:       %[[VA:.+]] = tensor.insert_slice %[[VC]] into %{{.+}}[0, 0, 0]
 // CHECK:       %[[VALL:.+]] = tensor.insert_slice %[[V]] into %[[VA]][%[[P]], 0, 0] [1, 2, 4] [1, 1, 1]
-// Scores [N, S, P+S]: q · k over D, query head n against KV head n / 2.
-// CHECK:       %[[SCORES:.+]] = linalg.generic {indexing_maps = [#{{.+}}, #[[$KEYS]], #{{.+}}], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%[[QALL]], %[[KALL]] : tensor<1x4x4xf32>, tensor<?x2x4xf32>) outs(%{{.+}} : tensor<4x1x?xf32>)
-// Causal softmax with the scale D^-0.5 = 0.5: key j visible when j <= P + s.
-// CHECK:       arith.constant 5.000000e-01 : f32
-// CHECK:       linalg.generic {{.*}} ins(%[[SCORES]] : tensor<4x1x?xf32>)
-// CHECK:         arith.cmpi sle
-// CHECK-NOT:     arith.andi
-// CHECK:         arith.maximumf
-// CHECK:       linalg.generic
-// CHECK:         math.exp
-// Weighted sum of the values (KV head n / 2), divided by the denominator.
-// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$VALUES]], #{{.+}}], {{.*}} ins(%{{.+}}, %[[VALL]] : tensor<4x1x?xf32>, tensor<?x2x4xf32>) outs(%{{.+}} : tensor<1x4x4xf32>)
-// CHECK:       %[[O:.+]] = linalg.generic
-// CHECK:         arith.divf
+// Attention, the vectorized kernel: one task per KV head (its G = 2 query
+// heads share the key and value rows), each filling its [1, 2, 4] slice of
+// o; the scale D^-0.5 = 0.5.
+// CHECK:       %[[SCALE:.+]] = arith.constant dense<5.000000e-01> : vector<16xf32>
+// CHECK:       %[[O:.+]] = scf.forall (%[[T:.+]]) in (2) shared_outs(%[[OS:.+]] = %{{.+}}) -> (tensor<1x4x4xf32>) {
+// CHECK:         %[[H0:.+]] = arith.muli %[[T]], %{{.+}} : index
+// CHECK:         %[[SLICE:.+]] = tensor.extract_slice %[[OS]][0, %[[H0]], 0] [1, 2, 4] [1, 1, 1] : tensor<1x4x4xf32> to tensor<1x2x4xf32>
+// The KV head h0 / 2 of the keys, then of the values; a scratch row of
+// scores per row of a register tile.
+// CHECK:         %[[KH:.+]] = arith.divui %[[H0]], %{{.+}} : index
+// CHECK:         %[[VH:.+]] = arith.divui %[[H0]], %{{.+}} : index
+// CHECK:         %[[SCRATCH:.+]] = tensor.empty(%{{.+}}) : tensor<4x?xf32>
+// Two rows (one token, two heads): no 4-row tile, one row at a time.
+// CHECK:         scf.for %{{.+}} = %{{.+}} to %c2{{(_[0-9]+)?}} step %c1{{(_[0-9]+)?}} iter_args(%{{.+}} = %[[SLICE]], %{{.+}} = %[[SCRATCH]]) -> (tensor<1x2x4xf32>, tensor<4x?xf32>) {
+// The row's keys [0, P + s], 16 at a time: its q row against 16 key rows
+// of KV head h0 / 2, 16-lane multiply-adds over D (one masked vector for
+// D = 4), the 16 sums reduced across lanes by shuffles, scaled.
+// CHECK:           scf.for
+// CHECK:             vector.transfer_read %[[QALL]][%{{.+}}, %{{.+}}, %{{.+}}], %{{.+}} : tensor<1x4x4xf32>, vector<16xf32>
+// CHECK-COUNT-16:    vector.transfer_read %[[KALL]][%{{.+}}, %[[KH]], %{{.+}}], %{{.+}} : tensor<?x2x4xf32>, vector<16xf32>
+// CHECK-COUNT-16:    vector.fma
+// CHECK:             vector.shuffle
+// CHECK:             %[[SCALED:.+]] = arith.mulf %{{.+}}, %[[SCALE]] : vector<16xf32>
+// CHECK:             vector.transfer_write %[[SCALED]], %{{.+}} {in_bounds = [true]} : vector<16xf32>, tensor<4x?xf32>
+// Then the keys left over, one at a time.
+// CHECK:           scf.for
+// CHECK:             vector.transfer_write %{{.+}} {in_bounds = [true]} : vector<1xf32>, tensor<4x?xf32>
+// Softmax over the visible keys, 16 at a time: key j visible when
+// 0 <= j <= P + s; the maximum, then e = exp(score - max) (vector
+// arithmetic, no libm call), 0 where hidden, and the sum of the e.
+// CHECK:           scf.for
+// CHECK:             arith.cmpi sge
+// CHECK:             arith.cmpi sle
+// CHECK:             arith.select
+// CHECK:             arith.maximumf
+// CHECK:           vector.reduction <maximumf>
+// CHECK:           scf.for
+// CHECK-NOT:         math.exp
+// CHECK:             arith.bitcast %{{.+}} : vector<16xi32> to vector<16xf32>
+// CHECK:             arith.select
+// CHECK:             arith.addf
+// CHECK:           vector.shuffle
+// Weighted sum of the value rows of KV head h0 / 2, divided by the sum.
+// CHECK:           scf.for
+// CHECK:             vector.transfer_read %[[VALL]][%{{.+}}, %[[VH]], %{{.+}}], %{{.+}} : tensor<?x2x4xf32>, vector<16xf32>
+// CHECK:             tensor.extract %{{.+}} : tensor<4x?xf32>
+// CHECK:             vector.broadcast
+// CHECK:             vector.fma
+// CHECK:           arith.divf
+// CHECK:           vector.transfer_write %{{.+}} : vector<16xf32>, tensor<1x2x4xf32>
+// CHECK:       tensor.parallel_insert_slice %{{.+}} into %[[OS]][0, %[[H0]], 0] [1, 2, 4] [1, 1, 1]
 // Heads concatenated [S, N·D], output projection through the kernel.
 // CHECK:       %[[OFLAT:.+]] = tensor.collapse_shape %[[O]] {{\[\[}}0], [1, 2]] : tensor<1x4x4xf32> into tensor<1x16xf32>
 // CHECK:       %[[OUT:.+]] = scf.forall
@@ -76,6 +110,8 @@
 // CHECK:         vector.transfer_read %[[WO]]
 // CHECK-NOT:   mla.
 // CHECK:       return %[[OUT]], %[[KALL]], %[[VALL]]
+// The exponential is vector arithmetic: no libm exp in the module.
+// LLVM-NOT:    @expf
 // LLVM-LABEL:  llvm.func @decode
 // LLVM-NOT:    mla.
 // LLVM:        llvm.return
@@ -99,7 +135,6 @@ func.func @decode(%x: tensor<1x16xf32>, %kc: tensor<?x2x4xf32>, %vc: tensor<?x2x
 // D = 4.
 // CHECK-DAG:   #[[$BIAS:.+]] = affine_map<(d0, d1) -> (d1)>
 // CHECK-DAG:   #[[$ROWS:.+]] = affine_map<(d0, d1, d2) -> (d0, d1)>
-// CHECK-DAG:   #[[$MQA:.+]] = affine_map<(d0, d1, d2, d3) -> (d2, d0 floordiv 4, d3)>
 // CHECK-LABEL: func.func @prefill
 // CHECK-SAME:    %[[BQ:[a-z0-9]+]]: tensor<16xbf16>, %[[BK:[a-z0-9]+]]: tensor<4xbf16>, %[[BV:[a-z0-9]+]]: tensor<4xbf16>, %[[QN:[a-z0-9]+]]: tensor<4xbf16>, %[[KN:[a-z0-9]+]]: tensor<4xbf16>
 // CHECK-NOT:   mla.
@@ -133,19 +168,46 @@ func.func @decode(%x: tensor<1x16xf32>, %kc: tensor<?x2x4xf32>, %vc: tensor<?x2x
 // The new values rounded to bf16.
 // CHECK:       arith.truncf {{.*}} : f32 to bf16
 // CHECK:       tensor.insert_slice {{.*}} : tensor<?x1x4xbf16> into tensor<?x1x4xbf16>
-// Every query head reads the one KV head.
-// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$MQA]], #{{.+}}]
-// CHECK:         arith.extf %{{.+}} : bf16 to f32
-// The explicit scale; the window: key j visible when j <= P + s and
-// P + s - j < 3.
-// CHECK:       arith.constant 1.250000e-01 : f32
-// CHECK:       linalg.generic
-// CHECK:         %[[LAST:.+]] = arith.addi
-// CHECK:         %[[CAUSAL:.+]] = arith.cmpi sle, %[[J:.+]], %[[LAST]] : index
-// CHECK:         %[[DIST:.+]] = arith.subi %[[LAST]], %[[J]] : index
-// CHECK:         %[[INWIN:.+]] = arith.cmpi slt, %[[DIST]], %c3 : index
-// CHECK:         arith.andi %[[CAUSAL]], %[[INWIN]] : i1
-// CHECK:       math.exp
+// Attention over the bf16 cache with the explicit scale: every query head
+// reads the one KV head (G = 4), so a task takes the 4 heads of up to 4
+// tokens; the tasks cover the ceil(S / 4) token blocks, zigzagged (task b
+// takes block b / 2 when b is even, block count - 1 - b / 2 when odd).
+// CHECK:       arith.constant dense<1.250000e-01> : vector<16xf32>
+// CHECK:       %[[BLOCKS:.+]] = arith.ceildivui %{{.+}}, %{{.+}} : index
+// CHECK:       scf.forall (%[[T:.+]]) in (%[[BLOCKS]]) shared_outs(%[[OS:.+]] = %{{.+}}) -> (tensor<?x4x4xf32>) {
+// CHECK:         %[[B:.+]] = arith.remui %[[T]], %[[BLOCKS]] : index
+// CHECK:         %[[HALF:.+]] = arith.divui %[[B]], %{{.+}} : index
+// CHECK:         %[[LAST:.+]] = arith.subi %[[BLOCKS]], %{{.+}} : index
+// CHECK:         %[[FROMEND:.+]] = arith.subi %[[LAST]], %[[HALF]] : index
+// CHECK:         %[[BLOCK:.+]] = arith.select %{{.+}}, %[[FROMEND]], %[[HALF]] : index
+// CHECK:         %[[S0:.+]] = arith.muli %[[BLOCK]], %{{.+}} : index
+// CHECK:         %[[COUNT:.+]] = arith.minui %{{.+}}, %{{.+}} : index
+// CHECK:         tensor.extract_slice %[[OS]][%[[S0]], %{{.+}}, 0] [%[[COUNT]], 4, 4] [1, 1, 1] : tensor<?x4x4xf32> to tensor<?x4x4xf32>
+// Tiles of 4 rows; the window of 3: the first key row r sees is
+// max(0, P + s_r - 2), the tile's keys start at its first row's.
+// CHECK:         scf.for %{{.+}} = %{{.+}} to %{{.+}} step %{{.+}} iter_args(%{{.+}} = %{{.+}}, %{{.+}} = %{{.+}}) -> (tensor<?x4x4xf32>, tensor<4x?xf32>) {
+// CHECK:           %[[FIRST:.+]] = arith.subi %{{.+}}, %{{.+}} : index
+// CHECK:           arith.maxsi %{{.+}}, %[[FIRST]] : index
+// 4 x 4 tiles of scores: 4 query rows, 4 bf16 key rows extended to f32,
+// 16 sums; each row's 4 scores written to its scratch row.
+// CHECK:           scf.for
+// CHECK-COUNT-4:     vector.transfer_read %{{.+}} : tensor<?x4x4xf32>, vector<16xf32>
+// CHECK:             vector.transfer_read %{{.+}} : tensor<?x1x4xbf16>, vector<16xbf16>
+// CHECK:             arith.extf %{{.+}} : vector<16xbf16> to vector<16xf32>
+// CHECK-COUNT-16:    vector.fma
+// CHECK:             arith.mulf %{{.+}}, %{{.+}} : vector<16xf32>
+// CHECK-COUNT-4:     vector.extract_strided_slice %{{.+}} {offsets = [{{[0-9]+}}], sizes = [4], strides = [1]} : vector<16xf32> to vector<4xf32>
+// The window in the mask: lanes j with first_r <= j <= P + s_r.
+// CHECK:           arith.cmpi sge
+// CHECK:           arith.cmpi sle
+// CHECK:           arith.andi
+// CHECK:           vector.reduction <maximumf>
+// The bf16 value rows extended to f32.
+// CHECK:           vector.transfer_read %{{.+}} : tensor<?x1x4xbf16>, vector<16xbf16>
+// CHECK:           vector.fma
+// Rows left over, one at a time.
+// CHECK:         scf.for
+// CHECK:       tensor.parallel_insert_slice
 // CHECK:       tensor.collapse_shape {{.*}} into tensor<?x16xf32>
 // The output keeps the activations' type (f32); no bf16 rounding.
 // CHECK:       %[[OUT:.+]] = scf.forall

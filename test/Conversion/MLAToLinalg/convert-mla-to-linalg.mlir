@@ -7,29 +7,28 @@
 // Decode of one token against a dynamic cache of P tokens; q_proj, the rope
 // pairs interleaved. Sizes: H = 16, N = 2, D_n = 4, D_r = 4, D_v = 3,
 // R_kv = 6.
-// The per-head pieces are read out of the head-major weights by the
-// indexing maps: q_nope rows h*8 + d, the rope pairs h*8 + 4 + 2i and
-// h*8 + 5 + 2i; k_nope rows h*7 + d and v rows h*7 + 4 + d of kv_b_proj; the
-// heads of o concatenated for o_proj.
-// CHECK-DAG:   #[[$QNOPE:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2, d3)>
-// CHECK-DAG:   #[[$QA:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2 * 2 + 4, d3)>
-// CHECK-DAG:   #[[$QB:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2 * 2 + 5, d3)>
-// CHECK-DAG:   #[[$KNOPE:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 7 + d2, d3)>
-// CHECK-DAG:   #[[$V:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 7 + d2 + 4, d3)>
-// CHECK-DAG:   #[[$O:.+]] = affine_map<(d0, d1, d2, d3) -> (d1, d2 * 3 + d3)>
+// The projections with every head at once go through the x · Wᵀ
+// contraction (its vector kernel for K = 16, its linalg form for K = 6)
+// and are read per head through views: q [S, 2, 8] (q_nope d < 4, the rope
+// pairs 4 + 2i and 5 + 2i), the expanded latents [T, 2, 7] (k_nope d < 4,
+// v 4 + d); o_proj takes the heads of o concatenated.
 // CHECK-LABEL: func.func @decode
 // CHECK-SAME:    %[[X:[a-z0-9]+]]: tensor<1x16xf32>, %[[CKV:[a-z0-9]+]]: tensor<?x6xf32>, %[[KR:[a-z0-9]+]]: tensor<?x4xf32>
+// CHECK-SAME:    %[[WQ:[a-z0-9]+]]: tensor<16x16xf32>, %[[WKVA:[a-z0-9]+]]: tensor<10x16xf32>, %[[KVN:[a-z0-9]+]]: tensor<6xf32>, %[[WKVB:[a-z0-9]+]]: tensor<14x6xf32>, %[[WO:[a-z0-9]+]]: tensor<16x6xf32>
 // CHECK-NOT:   mla.
 // CHECK:       %[[P:.+]] = tensor.dim %[[CKV]], %{{.+}} : tensor<?x6xf32>
-// Query: q_nope [S, N, D_n] and the two components of the rope pairs.
-// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QNOPE]], #{{.+}}], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
-// CHECK-SAME:    outs(%{{.+}} : tensor<1x2x4xf32>)
-// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QA]], #{{.+}}]
-// CHECK-SAME:    outs(%{{.+}} : tensor<1x2x2xf32>)
-// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QB]], #{{.+}}]
+// Query: q [S, N, D_n + D_r], viewed as q_nope [S, N, D_n] and the two
+// components of the interleaved rope pairs.
+// CHECK:       %[[QF:.+]] = scf.forall
+// CHECK:         vector.transfer_read %[[WQ]]
+// CHECK:       %[[Q:.+]] = tensor.expand_shape %[[QF]] {{\[\[}}0], [1, 2]] output_shape [1, 2, 8] : tensor<1x16xf32> into tensor<1x2x8xf32>
+// CHECK:       %[[QNOPE:.+]] = tensor.extract_slice %[[Q]][0, 0, 0] [1, 2, 4] [1, 1, 1]
+// CHECK:       tensor.extract_slice %[[Q]][0, 0, 4] [1, 2, 2] [1, 1, 2]
+// CHECK:       tensor.extract_slice %[[Q]][0, 0, 5] [1, 2, 2] [1, 1, 2]
 // Latent: kv_a_proj (the register-tiled vector contraction, K = 16),
 // RMSNorm of c, the strided rope pairs of k_r.
-// CHECK:       %[[KV:.+]] = scf.for
+// CHECK:       %[[KV:.+]] = scf.forall
+// CHECK:         vector.transfer_read %[[WKVA]]
 // CHECK:         vector.fma
 // CHECK:       math.sqrt
 // CHECK:       tensor.extract_slice %[[KV]][0, 6] [1, 2] [1, 2]
@@ -59,30 +58,46 @@
 // CHECK:       %[[K0:.+]] = tensor.insert_slice %[[KR]] into %{{.+}}[0, 0]
 // CHECK:       %[[K1:.+]] = tensor.insert_slice %{{.+}} into %[[K0]][%[[P]], 0] [1, 2] [1, 1]
 // CHECK:       %[[KALL:.+]] = tensor.insert_slice %{{.+}} into %[[K1]][%[[P]], 2] [1, 2] [1, 1]
-// Expansion of every cached and new latent.
-// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$KNOPE]], #{{.+}}], {{.*}} ins(%[[CALL]]
-// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$V]], #{{.+}}], {{.*}} ins(%[[CALL]]
-// Scores [N, S, P+S]: nope part, then the rope part on the cached halves.
-// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<2x1x?xf32>)
-// CHECK:       tensor.extract_slice %[[KALL]][0, 0]
-// CHECK:       tensor.extract_slice %[[KALL]][0, 2]
-// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<2x1x?xf32>)
+// q_rope [S, N, D_r]: the rotated pairs in the halves layout of the
+// cached rope keys.
+// CHECK:       %[[QR0:.+]] = tensor.insert_slice %{{.+}}#0 into %{{.+}}[0, 0, 0] [1, 2, 2] [1, 1, 1]
+// CHECK:       %[[QROPE:.+]] = tensor.insert_slice %{{.+}}#1 into %[[QR0]][0, 0, 2] [1, 2, 2] [1, 1, 1] : tensor<1x2x2xf32> into tensor<1x2x4xf32>
+// Expansion of every cached and new latent at once (the linalg form of
+// the contraction for K = 6), viewed as k_nope and v per head.
+// CHECK:       %[[KVB:.+]] = linalg.generic {{.*}} ins(%[[CALL]], %[[WKVB]] : tensor<?x6xf32>, tensor<14x6xf32>) outs(%{{.+}} : tensor<?x14xf32>)
+// CHECK:       %[[KVH:.+]] = tensor.expand_shape %[[KVB]] {{\[\[}}0], [1, 2]] output_shape [%{{.+}}, 2, 7] : tensor<?x14xf32> into tensor<?x2x7xf32>
+// CHECK:       %[[KNOPE:.+]] = tensor.extract_slice %[[KVH]][0, 0, 0] [%{{.+}}, 2, 4] [1, 1, 1]
+// CHECK:       %[[V:.+]] = tensor.extract_slice %[[KVH]][0, 0, 4] [%{{.+}}, 2, 3] [1, 1, 1] : tensor<?x2x7xf32> to tensor<?x2x3xf32>
+// Attention, the vectorized kernel: one task per head (each head has its
+// own k_nope and v), filling its [1, 1, 3] slice of o; the scores of 16
+// keys at a time are q_nope · k_nope of the task's head plus q_rope ·
+// k_rope_out (shared by the heads), times (D_n + D_r)^-0.5.
+// CHECK:       %[[SCALE:.+]] = arith.constant dense<0.353553385> : vector<16xf32>
+// CHECK:       %[[O:.+]] = scf.forall (%[[T:.+]]) in (2) shared_outs(%[[OS:.+]] = %{{.+}}) -> (tensor<1x2x3xf32>) {
+// CHECK:         tensor.extract_slice %[[OS]][0, %[[T]], 0] [1, 1, 3] [1, 1, 1]
+// CHECK:         scf.for
+// CHECK:           scf.for
+// CHECK:             vector.transfer_read %[[QNOPE]][%{{.+}}, %{{.+}}, %{{.+}}], %{{.+}} : tensor<1x2x4xf32>, vector<16xf32>
+// CHECK-COUNT-16:    vector.transfer_read %[[KNOPE]][%{{.+}}, %[[T]], %{{.+}}], %{{.+}} : tensor<?x2x4xf32>, vector<16xf32>
+// CHECK-COUNT-16:    vector.fma
+// CHECK:             vector.transfer_read %[[QROPE]][%{{.+}}, %{{.+}}, %{{.+}}], %{{.+}} : tensor<1x2x4xf32>, vector<16xf32>
+// CHECK-COUNT-16:    vector.transfer_read %[[KALL]][%{{.+}}, %{{.+}}], %{{.+}} : tensor<?x4xf32>, vector<16xf32>
+// CHECK-COUNT-16:    vector.fma
+// CHECK:             vector.shuffle
+// CHECK:             arith.mulf %{{.+}}, %[[SCALE]] : vector<16xf32>
 // Causal softmax: key j visible to token s when j <= P + s.
-// CHECK:       arith.constant 0.353553385 : f32
-// CHECK:       arith.constant 0xFF800000 : f32
-// CHECK:       linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]
-// CHECK:         arith.cmpi sle
-// CHECK:         arith.maximumf
-// CHECK:         arith.select
-// CHECK:       linalg.generic
-// CHECK:         arith.cmpi sle
-// CHECK:         math.exp
-// CHECK:         arith.select
-// CHECK:       linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]
-// Weighted sum of v, divided by the softmax denominator, output projection.
-// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<1x2x3xf32>)
-// CHECK:       arith.divf
-// CHECK:       %[[OUT:.+]] = linalg.generic {indexing_maps = [#{{.+}}, #[[$O]], #{{.+}}], iterator_types = ["parallel", "parallel", "reduction", "reduction"]}
+// CHECK:           arith.cmpi sle
+// CHECK:           arith.maximumf
+// CHECK:           vector.reduction <maximumf>
+// CHECK:           arith.bitcast %{{.+}} : vector<16xi32> to vector<16xf32>
+// Weighted sum of v of the task's head, divided by the softmax denominator.
+// CHECK:           vector.transfer_read %[[V]][%{{.+}}, %[[T]], %{{.+}}], %{{.+}} : tensor<?x2x3xf32>, vector<16xf32>
+// CHECK:           vector.fma
+// CHECK:           arith.divf
+// CHECK:       tensor.parallel_insert_slice %{{.+}} into %[[OS]][0, %[[T]], 0] [1, 1, 3] [1, 1, 1]
+// The output projection of the heads concatenated (K = 6: the linalg form).
+// CHECK:       %[[OFLAT:.+]] = tensor.collapse_shape %[[O]] {{\[\[}}0], [1, 2]] : tensor<1x2x3xf32> into tensor<1x6xf32>
+// CHECK:       %[[OUT:.+]] = linalg.generic {{.*}} ins(%[[OFLAT]], %[[WO]] : tensor<1x6xf32>, tensor<16x6xf32>) outs(%{{.+}} : tensor<1x16xf32>)
 // CHECK-NOT:   mla.
 // CHECK:       return %[[OUT]], %[[CALL]], %[[KALL]]
 // LLVM-LABEL:  llvm.func @decode
@@ -105,8 +120,6 @@ func.func @decode(%x: tensor<1x16xf32>, %ckv: tensor<?x6xf32>, %kr: tensor<?x4xf
 
 // Prefill of a dynamic S tokens into an empty bf16 cache, q LoRA, bf16
 // weights and activations, YaRN, the rope pairs in halves.
-// CHECK-DAG:   #[[$QA2:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2 + 4, d3)>
-// CHECK-DAG:   #[[$QB2:.+]] = affine_map<(d0, d1, d2, d3) -> (d1 * 8 + d2 + 6, d3)>
 // CHECK-LABEL: func.func @prefill
 // CHECK-NOT:   mla.
 // q LoRA: q_a_proj, RMSNorm (eps 1e-5, over R_q = 5) with the bf16 norm
@@ -118,8 +131,12 @@ func.func @decode(%x: tensor<1x16xf32>, %ckv: tensor<?x6xf32>, %kr: tensor<?x4xf
 // CHECK:         arith.divf
 // CHECK:         math.sqrt
 // CHECK:         arith.extf %{{.+}} : bf16 to f32
-// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QA2]], #{{.+}}]
-// CHECK:       linalg.generic {indexing_maps = [#{{.+}}, #[[$QB2]], #{{.+}}]
+// q_b_proj (K = 5: the linalg form of the contraction), viewed per head;
+// the rope pairs in halves: components 4 + i and 6 + i of a head.
+// CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<?x16xf32>)
+// CHECK:       %[[Q:.+]] = tensor.expand_shape %{{.+}} {{\[\[}}0], [1, 2]] output_shape [%{{.+}}, 2, 8] : tensor<?x16xf32> into tensor<?x2x8xf32>
+// CHECK:       tensor.extract_slice %[[Q]][0, 0, 4] [%{{.+}}, 2, 2] [1, 1, 1]
+// CHECK:       tensor.extract_slice %[[Q]][0, 0, 6] [%{{.+}}, 2, 2] [1, 1, 1]
 // The rope pairs of k_r in halves: columns R_kv + i and R_kv + 2 + i.
 // CHECK:       tensor.extract_slice %{{.+}}[0, 6] [%{{.+}}, 2] [1, 1]
 // CHECK:       tensor.extract_slice %{{.+}}[0, 8] [%{{.+}}, 2] [1, 1]
@@ -141,9 +158,13 @@ func.func @decode(%x: tensor<1x16xf32>, %ckv: tensor<?x6xf32>, %kr: tensor<?x4xf
 // CHECK:       tensor.insert_slice {{.*}} : tensor<0x6xbf16> into tensor<?x6xbf16>
 // CHECK:       arith.truncf {{.*}} : f32 to bf16
 // CHECK:       tensor.insert_slice {{.*}} : tensor<?x6xbf16> into tensor<?x6xbf16>
-// The softmax scale: 8^-0.5 · m(40, 0.5)².
-// CHECK:       arith.constant 0.496002{{[0-9]*}} : f32
-// CHECK:       math.exp
+// The softmax scale: 8^-0.5 · m(40, 0.5)²; the bf16 rope keys read 16
+// lanes at a time and extended to f32.
+// CHECK:       arith.constant dense<0.496002{{[0-9]*}}> : vector<16xf32>
+// CHECK:       scf.forall
+// CHECK:         vector.transfer_read %{{.+}} : tensor<?x4xbf16>, vector<16xbf16>
+// CHECK:         arith.extf %{{.+}} : vector<16xbf16> to vector<16xf32>
+// CHECK:       tensor.parallel_insert_slice
 // The output rounded once to bf16.
 // CHECK:       linalg.generic {{.*}} outs(%{{.+}} : tensor<?x16xf32>)
 // CHECK:       linalg.generic
@@ -176,11 +197,13 @@ func.func @prefill(%x: tensor<?x16xbf16>, %wqa: tensor<5x16xbf16>, %qn: tensor<5
 // -----
 
 // An explicit softmax_scale is used as given, YaRN or not; every size but
-// the head dimensions dynamic.
+// the head dimensions dynamic (the static head dimensions are enough for
+// the vectorized attention).
 // CHECK-LABEL: func.func @explicit_scale
 // CHECK-NOT:   mla.
-// CHECK:       arith.constant 1.250000e-01 : f32
-// CHECK:       math.exp
+// CHECK:       arith.constant dense<1.250000e-01> : vector<16xf32>
+// CHECK:       scf.forall
+// CHECK:         vector.fma
 // CHECK:       return
 // LLVM-LABEL:  llvm.func @explicit_scale
 func.func @explicit_scale(%x: tensor<?x?xf32>, %ckv: tensor<?x?xf32>, %kr: tensor<?x4xf32>,
@@ -199,15 +222,21 @@ func.func @explicit_scale(%x: tensor<?x?xf32>, %ckv: tensor<?x?xf32>, %kr: tenso
 }
 
 // DeepSeek-V3's sizes (the example): 128 heads of 128 + 64 query dims, the
-// rope pairs interleaved, kv_b_proj rows of 128 + 128 per head; YaRN's 32
-// frequencies.
-// V3:      affine_map<(d0, d1, d2, d3) -> (d1 * 192 + d2 * 2 + 128, d3)>
-// V3:      affine_map<(d0, d1, d2, d3) -> (d1 * 192 + d2 * 2 + 129, d3)>
-// V3:      affine_map<(d0, d1, d2, d3) -> (d1 * 256 + d2 + 128, d3)>
-// V3:      affine_map<(d0, d1, d2, d3) -> (d1, d2 * 128 + d3)>
+// rope pairs interleaved, kv_b_proj rows of 128 + 128 per head, YaRN's 32
+// frequencies; every projection through the vector kernel (K = 7168, 1536,
+// 512, 16384), attention through the vectorized kernel.
 // V3-LABEL: func.func @mla_prefill
 // V3-NOT:  mla.
+// V3:      %[[Q:.+]] = tensor.expand_shape {{.*}} into tensor<?x128x192xf32>
+// V3:      tensor.extract_slice %[[Q]][0, 0, 0] [%{{.+}}, 128, 128] [1, 1, 1]
+// V3:      tensor.extract_slice %[[Q]][0, 0, 128] [%{{.+}}, 128, 32] [1, 1, 2]
+// V3:      tensor.extract_slice %[[Q]][0, 0, 129] [%{{.+}}, 128, 32] [1, 1, 2]
 // V3:      arith.constant dense<{{.*}}> : tensor<32xf64>
+// V3:      %[[KV:.+]] = tensor.expand_shape {{.*}} into tensor<?x128x256xf32>
+// V3:      tensor.extract_slice %[[KV]][0, 0, 128] [%{{.+}}, 128, 128] [1, 1, 1]
+// V3:      %[[O:.+]] = scf.forall {{.*}} -> (tensor<?x128x128xf32>)
+// V3:      tensor.collapse_shape %[[O]] {{\[\[}}0], [1, 2]] : tensor<?x128x128xf32> into tensor<?x16384xf32>
+// V3:      scf.forall {{.*}} -> (tensor<?x7168xf32>)
 // V3-LABEL: func.func @mla_decode
 // V3-NOT:  mla.
 // V3:      return
