@@ -277,7 +277,7 @@ def run_moe(build, lib, checkpoint, prompt, n, threads):
     """(tokens, prefill ms, decode steps, decode ms) or raises RuntimeError."""
     cmd = [os.path.join(build, "bin", "moe-run"), lib, "--weights", checkpoint,
            "--tokens", ",".join(map(str, prompt)), "--generate", str(n),
-           "--num-threads", str(threads)]
+           "--num-threads", str(threads), "--repeat", "1"]
     proc = run_tool(cmd)
     match = RUN_LINE.search(proc.stderr)
     if proc.returncode or not match:
@@ -290,7 +290,7 @@ def run_moe(build, lib, checkpoint, prompt, n, threads):
 
 def run_command_text(build, lib, checkpoint, n, threads):
     return shell([os.path.join(build, "bin", "moe-run"), lib, "--weights", checkpoint]) + \
-        f" --tokens \"$PROMPT\" --generate {n} --num-threads {threads}"
+        f" --tokens \"$PROMPT\" --generate {n} --num-threads {threads} --repeat 1"
 
 
 # ---------------------------------------------------------------------------
@@ -512,12 +512,12 @@ def main():
               f"{limits[0]:.0f} GFLOP/s, memory read {limits[1]:.1f} GB/s, one-row {args.dtype} "
               f"F.linear (a decode step's projection) {limits[2]:.1f} GB/s of weights")
         print()
-        print("moe-run times the first prefill of a fresh process (its weights memory-mapped, "
-              "touched for the first time) and its prefill computes the logits of every "
-              "prompt position; the PyTorch model is loaded once, warmed up with a 2-token "
-              "generation from the same prompt, and computes the LM head on the last "
-              "position only (as HF's generate does).  Medians over the rounds; ratios > 1 "
-              "mean moe-mlir is faster.")
+        print("Both sides are warm: moe-run (--repeat 1) generates once to warm up (its "
+              "weights are memory-mapped and touched then) and times the second "
+              "generation; the PyTorch model is loaded once and warmed up with a 2-token "
+              "generation from the same prompt.  Both compute the LM head on the prompt's "
+              "last position only (HF's generate; moe-run through logits_to_keep).  "
+              "Medians over the rounds; ratios > 1 mean moe-mlir is faster.")
         print()
         for model_type, results, torch_runs, compile_s, used_flags in tables:
             report(model_type, args, results, torch_runs, compile_s, used_flags, configs)

@@ -27,7 +27,8 @@
 // and f16 tensors are read from float32 (or float16) .npy files, rounded to
 // nearest even; f16 results are written as float16, bf16 results (NumPy
 // has no bfloat16) as float32. With --repeat N the model runs once to warm
-// up, then N times, and the median time per run goes to stderr. Every error
+// up, then N times, and the median time per run goes to stderr (with
+// --generate: the median prefill and decode times of N more generations). Every error
 // is one line on stderr and exit status 1; no output file is written unless
 // the run succeeded.
 //
@@ -170,7 +171,9 @@ static cl::opt<unsigned> numThreadsOpt(
     cl::init(0), cl::cat(toolOptions()));
 static cl::opt<unsigned>
     repeat("repeat",
-           cl::desc("Run N timed times after a warm-up; median time to stderr"),
+           cl::desc("Run N timed times after a warm-up; median time to "
+                    "stderr (with --generate: N more generations, median "
+                    "prefill and decode times)"),
            cl::init(0), cl::cat(toolOptions()));
 
 static cl::opt<int>
@@ -602,6 +605,13 @@ static std::vector<RankInputs> bindInputs(
   return out;
 }
 
+/// The median of `v` (not empty).
+static double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /// One rank's run: the model once (then --repeat timed runs), or the
 /// language-model prompt (logits, generation).
 static moe_rt::Status runJob(Runnable &model, RankInputs &in,
@@ -611,12 +621,32 @@ static moe_rt::Status runJob(Runnable &model, RankInputs &in,
     if (!logitsOut.empty())
       if (moe_rt::Status st = in.lm->forward(prompt, result.logits); !st)
         return st;
-    if (generateCount >= 0)
+    if (generateCount >= 0) {
       if (moe_rt::Status st = in.lm->generate(
               prompt, generateCount, result.generated, &result.stats,
               generateLogitsOut.empty() ? nullptr : &result.stepLogits);
           !st)
         return st;
+      // With --repeat N the first generation was the warm-up; N more give
+      // the median prefill and decode times (the tokens are the first's).
+      if (routingRecorder)
+        routingRecorder->paused = true;
+      std::vector<double> prefill, decode;
+      for (unsigned r = 0; r < repeat; ++r) {
+        std::vector<int64_t> again;
+        moe_rt::GenerationStats stats;
+        if (moe_rt::Status st =
+                in.lm->generate(prompt, generateCount, again, &stats);
+            !st)
+          return st;
+        prefill.push_back(stats.prefillMs);
+        decode.push_back(stats.decodeMs);
+      }
+      if (repeat > 0) {
+        result.stats.prefillMs = median(prefill);
+        result.stats.decodeMs = median(decode);
+      }
+    }
     return moe_rt::Status::success();
   }
   if (moe_rt::Status st = runModel(model, in.views, result.outputs); !st)
@@ -659,20 +689,20 @@ static void writeResults(const moe_rt::ModelInfo &info, RunResult &result,
                               : 0.0;
     llvm::errs() << llvm::format(
         "moe-run: prefill %zu tokens %.2f ms; decode %lld tokens %.2f ms "
-        "(%.1f tokens/s)\n",
+        "(%.1f tokens/s)%s\n",
         promptTokens, stats.prefillMs,
         static_cast<long long>(stats.decodeSteps), stats.decodeMs,
-        tokensPerSecond);
+        tokensPerSecond,
+        repeat > 0 ? (", medians of " + std::to_string(repeat) +
+                      " generations after a warm-up")
+                         .c_str()
+                   : "");
     return;
   }
   if (repeat > 0) {
-    std::vector<double> &ms = result.ms;
-    std::sort(ms.begin(), ms.end());
-    double median = ms.size() % 2
-                        ? ms[ms.size() / 2]
-                        : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
     llvm::errs() << "moe-run: @" << info.entry << " median "
-                 << llvm::format("%.4f", median) << " ms over " << repeat
+                 << llvm::format("%.4f", median(result.ms)) << " ms over "
+                 << repeat
                  << " runs\n";
   }
   if (!outputDir.empty())
