@@ -240,3 +240,22 @@ def test_gate_up_fusion_bitwise(name):
         assert outs[0][0] == outs[1][0]
         assert np.array_equal(outs[0][1], outs[1][1])
         assert np.array_equal(outs[0][2], outs[1][2])
+
+
+def test_generate_repeat():
+    """--repeat N with --generate: the same tokens, timed as medians of N
+    generations after a warm-up one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = os.path.join(tmp, "model")
+        make_checkpoint(directory, CASES["qwen3_moe"])
+        library = os.path.join(tmp, "model.so")
+        run([MOE_COMPILE, "--hf", directory, "-o", library])
+        base = [MOE_RUN, library, "--tokens", ",".join(map(str, PROMPT)),
+                "--generate", str(GENERATE)]
+        once = subprocess.run(base, capture_output=True, text=True)
+        again = subprocess.run(base + ["--repeat", "2"], capture_output=True,
+                               text=True)
+        assert once.returncode == 0 and again.returncode == 0, again.stderr
+        assert once.stdout == again.stdout
+        assert "medians of 2 generations after a warm-up" in again.stderr
+        assert "medians" not in once.stderr
