@@ -5,6 +5,10 @@
 // RUN: moe-opt %s --split-input-file --moe-optimize=weight-absorption=off | FileCheck %s --check-prefix=OFF
 // RUN: not moe-opt %s --mla-weight-absorption=mode=sometimes 2>&1 | FileCheck %s --check-prefix=BAD
 // BAD: error: mla-weight-absorption: unknown mode 'sometimes' (expected cost, absorbed or naive)
+// RUN: moe-opt %s --split-input-file --moe-optimize --remarks-filter=mla-weight-absorption -o /dev/null 2>&1 | FileCheck %s --check-prefix=REMARK
+// REMARK: remark: [Passed] WeightAbsorption | Category:mla-weight-absorption | Remark="form chosen per call by cost"
+// REMARK: remark: [Passed] WeightAbsorption | Category:mla-weight-absorption | Remark="absorbed form"
+// REMARK: remark: [Passed] WeightAbsorption | Category:mla-weight-absorption | Remark="naive form"
 
 // Sizes: N = 2, D_n = 4, D_v = 3, R_kv = 6, so the absorbed form wins when
 // S·T·5 + S·42 < T·42.
