@@ -17,7 +17,9 @@ them for the CPU and run them on NumPy arrays, or generate tokens.
 Every failure raises moe_mlir.Error (a RuntimeError) with the one-line
 message moe-compile / moe-run print; InvalidArgumentError (also a
 ValueError) for the caller's mistakes, UnsupportedError (also a
-NotImplementedError) for what is not implemented yet (target="cuda").
+NotImplementedError) when a request needs what this library cannot do:
+target="cuda" is refused with it (there is no GPU code generation; compile
+for "cpu").
 See docs/python.md.
 """
 

@@ -24,8 +24,8 @@ class InvalidArgumentError(Error, ValueError):
     outside the vocabulary, an option out of range, an unknown pass."""
 
 class UnsupportedError(Error, NotImplementedError):
-    """A request for something moe-mlir does not implement yet (target
-    'cuda', expert parallelism above 1)."""
+    """A request moe-mlir refuses because it cannot do it: target 'cuda'
+    (there is no GPU code generation; compile for 'cpu')."""
 
 class TensorSpec:
     """A model input or output as the model declares it."""

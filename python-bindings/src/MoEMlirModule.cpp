@@ -616,8 +616,8 @@ PYBIND11_MODULE(_core, m) {
       py::make_tuple(py::handle(errorType), py::handle(PyExc_ValueError)));
   unsupportedType = newException(
       m, "UnsupportedError",
-      "A request for something moe-mlir does not implement yet (target "
-      "'cuda', expert parallelism above 1).",
+      "A request moe-mlir refuses because it cannot do it: target 'cuda' "
+      "(there is no GPU code generation; compile for 'cpu').",
       py::make_tuple(py::handle(errorType),
                      py::handle(PyExc_NotImplementedError)));
 
@@ -797,8 +797,8 @@ PYBIND11_MODULE(_core, m) {
            "ep"_a = 1, "cpu"_a = "native", "entry"_a = py::none(),
            "weights"_a = py::none(), "bf16_dot"_a = "auto",
            "Compiles the module ahead of time, as moe-compile does, and "
-           "loads it. target: 'cpu' ('cuda' raises UnsupportedError: not "
-           "implemented yet); ep: shard the experts over ep ranks (save it "
+           "loads it. target: 'cpu' ('cuda' raises UnsupportedError: there "
+           "is no GPU code generation); ep: shard the experts over ep ranks (save it "
            "and run it with moe-run --ep); cpu: "
            "'native' or an LLVM CPU name; entry: the function (default: "
            "the only public one, else main); weights: checkpoints to bind "
