@@ -44,6 +44,19 @@ void readHeader(const uint8_t *record, int32_t &a, int32_t &b) {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+/// offsets[r] = Σ_{r' < r} counts[r'] (where rank r's records start in a
+/// send buffer grouped by rank); returns the total.
+int64_t exclusiveOffsets(const std::vector<int64_t> &counts,
+                         std::vector<int64_t> &offsets) {
+  offsets.assign(counts.size(), 0);
+  int64_t total = 0;
+  for (size_t r = 0; r < counts.size(); ++r) {
+    offsets[r] = total;
+    total += counts[r];
+  }
+  return total;
+}
+
 } // namespace
 
 struct ExpertParallelRank::Impl {
@@ -147,12 +160,7 @@ int64_t ExpertParallelRank::Impl::dispatch(const uint8_t *x, int64_t tokens,
     }
     ++sendCounts[slot / slotsPerRank];
   }
-  offsets.assign(size, 0);
-  int64_t sent = 0;
-  for (int r = 0; r < size; ++r) {
-    offsets[r] = sent;
-    sent += sendCounts[r];
-  }
+  int64_t sent = exclusiveOffsets(sendCounts, offsets);
   uint8_t *send = sendSpace(sent * record);
   for (int64_t i = begin * k; i < end * k; ++i) {
     int32_t slot = slots[i];
@@ -256,12 +264,7 @@ void ExpertParallelRank::Impl::combineBack(const uint8_t *expertOut,
   int64_t begin = homeBegin(rank, tokens);
 
   // The rows go back to the ranks they came from, grouped by rank.
-  offsets.assign(size, 0);
-  int64_t at = 0;
-  for (int r = 0; r < size; ++r) {
-    offsets[r] = at;
-    at += receivedFrom[r];
-  }
+  exclusiveOffsets(receivedFrom, offsets);
   uint8_t *send = sendSpace(received * record);
   for (int64_t i = 0; i < received; ++i) {
     uint8_t *out = send + offsets[sortedFrom[i]]++ * record;
