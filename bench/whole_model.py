@@ -58,6 +58,8 @@ CONFIGS = [
     ("none", [["--optimize=false"]], None),
     ("no-weight-absorption", [["--weight-absorption=naive"]], MLA_MODELS),
     ("no-fuse-gate-up", [["--fuse-gate-up=false"]], None),
+    ("no-fuse-shared-expert", [["--fuse-shared-expert=false"]],
+     ("deepseek_v2", "deepseek_v3", "qwen2_moe")),
 ]
 
 # Config fields set on the generator's tiny preset, per model type, to scale

@@ -38,6 +38,12 @@ static llvm::cl::opt<bool> fuseGateUp(
                    "FFN's gate and up projections, activation in its epilogue "
                    "(default true)"),
     llvm::cl::init(true), llvm::cl::cat(toolOptions()));
+static llvm::cl::opt<bool> fuseSharedExpert(
+    "fuse-shared-expert",
+    llvm::cl::desc("moe-optimize's shared-expert fusion: a shared expert runs "
+                   "as always-selected slots of its layer's routed experts "
+                   "(default true)"),
+    llvm::cl::init(true), llvm::cl::cat(toolOptions()));
 static llvm::cl::opt<std::string> placement(
     "placement",
     llvm::cl::desc("With --ep, where the experts go: contiguous (default), "
@@ -85,6 +91,7 @@ inline void applyOptimization(LowerOptions &lowering) {
   lowering.optimize = optimize;
   lowering.optimization.weightAbsorption = weightAbsorption;
   lowering.optimization.fuseGateUp = fuseGateUp;
+  lowering.optimization.fuseSharedExpert = fuseSharedExpert;
 }
 
 } // namespace moe_mlir::flags

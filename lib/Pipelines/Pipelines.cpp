@@ -64,6 +64,10 @@ std::string moe_mlir::optimizePipelineText(const OptimizeOptions &options) {
   if (options.weightAbsorption != "off")
     passes.push_back("mla-weight-absorption{mode=" + options.weightAbsorption +
                      "}");
+  // Shared experts join the routed FFN first, so that gate/up fusion sees
+  // the FFN they form together.
+  if (options.fuseSharedExpert)
+    passes.push_back("moe-fuse-shared-expert");
   if (options.fuseGateUp)
     passes.push_back("moe-fuse-gate-up");
   return "builtin.module(" + llvm::join(passes, ",") + ")";
@@ -95,6 +99,12 @@ struct OptimizePipelineOptions
       llvm::cl::desc("moe-fuse-gate-up: one contraction for the gate and up "
                      "projections, activation in its epilogue (default true)"),
       llvm::cl::init(true)};
+  Option<bool> fuseSharedExpert{
+      *this, "fuse-shared-expert",
+      llvm::cl::desc("moe-fuse-shared-expert: shared experts as "
+                     "always-selected slots of the routed grouped FFN "
+                     "(default true)"),
+      llvm::cl::init(true)};
 };
 } // namespace
 
@@ -106,6 +116,7 @@ void moe_mlir::registerPipelines() {
         OptimizeOptions options;
         options.weightAbsorption = cli.weightAbsorption;
         options.fuseGateUp = cli.fuseGateUp;
+        options.fuseSharedExpert = cli.fuseSharedExpert;
         (void)buildOptimizePipeline(pm, options);
       });
   PassPipelineRegistration<CpuPipelineOptions>(

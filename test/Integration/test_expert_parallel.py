@@ -110,7 +110,12 @@ def unsharded(workdir, name):
     if name not in _unsharded:
         directory = checkpoint(workdir, name)
         library = os.path.join(workdir, f"{name}.so")
-        run([MOE_COMPILE, directory, "-o", library])
+        # A sharded layer keeps its shared expert dense on every rank
+        # (moe-fuse-shared-expert leaves sharded layers alone), so the
+        # unsharded program it equals bit for bit is the one without that
+        # fusion.
+        run([MOE_COMPILE, directory, "-o", library,
+             "--fuse-shared-expert=false"])
         _unsharded[name] = language_model_run([MOE_RUN, library], workdir,
                                               f"{name}-ep1")
     return _unsharded[name]

@@ -259,3 +259,38 @@ def test_generate_repeat():
         assert once.stdout == again.stdout
         assert "medians of 2 generations after a warm-up" in again.stderr
         assert "medians" not in once.stderr
+
+
+@pytest.mark.parametrize("name,bitwise", [("deepseek_v3", True),
+                                          ("deepseek_v3-yarn", True),
+                                          ("qwen2_moe", False),
+                                          ("deepseek_v2", False)])
+def test_shared_expert_fusion(name, bitwise):
+    """moe-fuse-shared-expert (on by default) against the pass off. With
+    one shared slot (DeepSeek-V3's shared width equals the routed width) in
+    f32 no bit changes: the shared output is added after the routed slots,
+    as the model adds it. Qwen2-MoE's and DeepSeek-V2's shared FFNs are two
+    routed widths wide here, so their sum over the intermediate features is
+    split in two (f32 reassociation): within 1e-5 of max|logit|, the same
+    tokens. Both are checked against the reference by test_jit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = os.path.join(tmp, "model")
+        make_checkpoint(directory, CASES[name])
+        outs = []
+        for fused in ("true", "false"):
+            logits = os.path.join(tmp, f"logits-{fused}.npy")
+            steps = os.path.join(tmp, f"steps-{fused}.npy")
+            tokens = run([MOE_RUN, "--hf", directory,
+                          f"--fuse-shared-expert={fused}",
+                          "--tokens", ",".join(map(str, PROMPT)),
+                          "--logits-out", logits, "--generate", str(GENERATE),
+                          "--generate-logits-out", steps])
+            outs.append((tokens, np.load(logits), np.load(steps)))
+        assert outs[0][0] == outs[1][0]
+        for fused, unfused in ((outs[0][1], outs[1][1]),
+                               (outs[0][2], outs[1][2])):
+            if bitwise:
+                assert np.array_equal(fused, unfused)
+            else:
+                err = float(np.abs(fused - unfused).max())
+                assert err <= 1e-5 * float(np.abs(unfused).max()), err

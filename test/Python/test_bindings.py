@@ -157,8 +157,9 @@ def test_hf_saved_model_runs_in_moe_run(hf, tmp_path):
 
 def test_hf_expert_parallel_saved_model(hf, tmp_path):
     """compile(ep=2) shards the experts over 2 ranks; the saved library runs
-    as 2 ranks in moe-run bitwise like the unsharded model, and refuses to
-    run outside an expert-parallel group."""
+    as 2 ranks in moe-run bitwise like the unsharded model (compiled without
+    moe-fuse-shared-expert, which leaves sharded layers alone), and refuses
+    to run outside an expert-parallel group."""
     sharded = hf.module.compile(ep=2)
     with pytest.raises(moe_mlir.Error):
         sharded.logits(PROMPT)
@@ -167,7 +168,11 @@ def test_hf_expert_parallel_saved_model(hf, tmp_path):
     logits_path = str(tmp_path / "logits-ep2.npy")
     run_tool([MOE_RUN, library, "--ep", "2", "--tokens",
               ",".join(map(str, PROMPT)), "--logits-out", logits_path])
-    assert np.array_equal(np.load(logits_path), hf.model.logits(PROMPT))
+    unsharded_path = str(tmp_path / "logits-ep1.npy")
+    run_tool([MOE_RUN, "--hf", hf.directory, "--fuse-shared-expert=false",
+              "--tokens", ",".join(map(str, PROMPT)), "--logits-out",
+              unsharded_path])
+    assert np.array_equal(np.load(logits_path), np.load(unsharded_path))
 
 
 def test_hf_module_text_is_moe_import_output(hf):

@@ -35,6 +35,9 @@ struct OptimizeOptions {
   /// moe-fuse-gate-up: the FFNs' gate and up projections as one
   /// contraction with the activation in its epilogue.
   bool fuseGateUp = true;
+  /// moe-fuse-shared-expert: a shared expert as always-selected slots of
+  /// its layer's routed experts (one grouped FFN).
+  bool fuseSharedExpert = true;
 };
 
 /// The textual form of the default optimization pipeline, run on moe/mla

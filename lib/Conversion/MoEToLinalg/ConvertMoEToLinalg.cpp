@@ -73,7 +73,8 @@ struct ConvertMoEToLinalgPass
     // ops the lowerings create.
     walkAndApplyPatterns(getOperation(), std::move(patterns));
     // A router with its own weight is rewritten twice (materialize, then
-    // lower); run once more for those.
+    // lower), and a moe.stack_experts waits for its grouped FFNs; run once
+    // more for those.
     RewritePatternSet again(&getContext());
     populateMoEToLinalgPatterns(again, options);
     walkAndApplyPatterns(getOperation(), std::move(again));
@@ -103,4 +104,5 @@ void moe_mlir::populateMoEToLinalgPatterns(RewritePatternSet &patterns,
       ctx, [options](moe::SharedExpertOp op, PatternRewriter &b) {
         return lowering::lowerSharedExpert(op, b, options);
       });
+  patterns.add<LowerOp<moe::StackExpertsOp>>(ctx, lowering::lowerStackExperts);
 }

@@ -4,8 +4,11 @@
 //
 // One FFN (fc1 [, fc3] -> activation -> fc2) on a [n, H] slice of rows,
 // with contractions accumulated in f32 and the activation in f32. The
-// grouped expert FFN runs it per expert on that expert's dynamic row slice
-// and writes the result into the same rows of a zero-initialized output.
+// grouped expert FFN runs every projection of all its experts as one
+// grouped contraction (a grouped GEMM over the experts that have rows) where
+// the vector kernel applies, and otherwise runs the FFN per expert on that
+// expert's dynamic row slice; either way each expert's rows land in the
+// same rows of a zero-initialized output, with the same bits.
 //
 //===----------------------------------------------------------------------===//
 
@@ -27,13 +30,15 @@ using moe_mlir::moe::Activation;
 using moe_mlir::moe::ExpertFfnOp;
 using moe_mlir::moe::Gating;
 using moe_mlir::moe::SharedExpertOp;
+using moe_mlir::moe::StackExpertsOp;
 
 namespace {
 using utils::IteratorType;
 constexpr IteratorType kPar = IteratorType::parallel;
 
 /// The FFN parameters common to both ops, with the weights of one FFN
-/// (2-D matrices, 1-D biases).
+/// (2-D matrices, 1-D biases) or of a stack of them (the experts of a
+/// grouped FFN: [E, ...]).
 struct Ffn {
   Value fc1, fc2, fc3, fc1Bias, fc2Bias, fc3Bias;
   Activation activation;
@@ -41,6 +46,9 @@ struct Ffn {
   float alpha, beta;
   std::optional<float> clampLimit;
   bool fuseGateUp;
+  /// Grouped FFNs whose weights are moe.stack_experts read in place: fc1,
+  /// fc2, fc3 are the routed parts, these the stacks (else null).
+  StackExpertsOp fc1Stack, fc2Stack, fc3Stack;
 };
 
 Type elementTypeOf(Value v) {
@@ -91,88 +99,142 @@ Value activate(OpBuilder &b, Location l, Activation act, float alpha,
   llvm_unreachable("unknown activation");
 }
 
-/// A strided row slice [offset :: stride][count] of a [R, H] matrix.
-Value rowSlice(OpBuilder &b, Location l, Value m, int64_t offset,
-               int64_t count, int64_t stride) {
-  auto type = cast<RankedTensorType>(m.getType());
-  auto sliceType =
-      RankedTensorType::get({count, type.getDimSize(1)}, type.getElementType());
+/// A strided slice [offset :: stride][count] along the dimension `dim` of
+/// `t` (the rows of a matrix or of a stack of matrices, the entries of a
+/// bias or of a stack of biases).
+Value strideSlice(OpBuilder &b, Location l, Value t, int64_t dim,
+                  int64_t offset, int64_t count, int64_t stride) {
+  auto type = cast<RankedTensorType>(t.getType());
+  SmallVector<int64_t> shape(type.getShape());
+  shape[dim] = count;
+  SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0)),
+      sizes = tensor::getMixedSizes(b, l, t),
+      strides(type.getRank(), b.getIndexAttr(1));
+  offsets[dim] = b.getIndexAttr(offset);
+  sizes[dim] = b.getIndexAttr(count);
+  strides[dim] = b.getIndexAttr(stride);
   return tensor::ExtractSliceOp::create(
-      b, l, sliceType, m,
-      SmallVector<OpFoldResult>{b.getIndexAttr(offset), b.getIndexAttr(0)},
-      SmallVector<OpFoldResult>{b.getIndexAttr(count),
-                                tensor::getMixedSize(b, l, m, 1)},
-      SmallVector<OpFoldResult>{b.getIndexAttr(stride), b.getIndexAttr(1)});
-}
-Value vecSlice(OpBuilder &b, Location l, Value v, int64_t offset,
-               int64_t count, int64_t stride) {
-  auto type = cast<RankedTensorType>(v.getType());
-  return tensor::ExtractSliceOp::create(
-      b, l, RankedTensorType::get({count}, type.getElementType()), v,
-      SmallVector<OpFoldResult>{b.getIndexAttr(offset)},
-      SmallVector<OpFoldResult>{b.getIndexAttr(count)},
-      SmallVector<OpFoldResult>{b.getIndexAttr(stride)});
+      b, l, RankedTensorType::get(shape, type.getElementType()), t, offsets,
+      sizes, strides);
 }
 
-/// y [n, H] f32 = FFN(x [n, H]).
+/// Chunk j ([R, C]) of a moe.stack_experts' shared matrix: expert E + j.
+Value sharedChunk(OpBuilder &b, Location l, StackExpertsOp stack, Value j) {
+  auto routed = cast<RankedTensorType>(stack.getRouted().getType());
+  auto type = RankedTensorType::get(routed.getShape().drop_front(),
+                                    routed.getElementType());
+  int64_t dim = stack.getSplitDim();
+  SmallVector<OpFoldResult> offsets = {b.getIndexAttr(0), b.getIndexAttr(0)};
+  offsets[dim] = arith::MulIOp::create(b, l, j,
+                                       indexConst(b, l, type.getDimSize(dim)))
+                     .getResult();
+  SmallVector<OpFoldResult> sizes = {b.getIndexAttr(type.getDimSize(0)),
+                                     b.getIndexAttr(type.getDimSize(1))};
+  return tensor::ExtractSliceOp::create(
+      b, l, type, stack.getShared(), offsets, sizes,
+      SmallVector<OpFoldResult>(2, b.getIndexAttr(1)));
+}
+
+/// Expert e's 2-D matrix (or 1-D bias) out of a stacked [E, ...] weight.
+Value expertSlice(OpBuilder &b, Location l, Value stacked, Value e) {
+  if (!stacked)
+    return stacked;
+  auto type = cast<RankedTensorType>(stacked.getType());
+  SmallVector<OpFoldResult> offsets = {e}, sizes = {b.getIndexAttr(1)},
+                            strides(type.getRank(), b.getIndexAttr(1));
+  for (int64_t d = 1; d < type.getRank(); ++d) {
+    offsets.push_back(b.getIndexAttr(0));
+    sizes.push_back(b.getIndexAttr(type.getDimSize(d)));
+  }
+  auto sliceType = RankedTensorType::get(type.getShape().drop_front(),
+                                         type.getElementType());
+  return tensor::ExtractSliceOp::create(b, l, sliceType, stacked, offsets,
+                                        sizes, strides);
+}
+
+/// y [n, H] f32 = FFN(x [n, H]). With `groups`, the weights are stacks and
+/// group g of the rows goes through expert groups->expert[g]'s FFN (one
+/// grouped contraction per projection); rows outside every group are 0.
 Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
-               const ContractionOptions &options) {
+               const ContractionOptions &options,
+               const RowGroups *groups = nullptr) {
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
-  int64_t fc1Rows = cast<RankedTensorType>(ffn.fc1.getType()).getDimSize(0);
+  // Matrices and biases have one more (leading) dimension when stacked.
+  int64_t stack = groups ? 1 : 0;
+  int64_t fc1Rows =
+      cast<RankedTensorType>(ffn.fc1.getType()).getDimSize(stack);
   bool fused = ffn.gating == Gating::Concatenated ||
                ffn.gating == Gating::Interleaved;
   int64_t inter = fused ? fc1Rows / 2 : fc1Rows;
 
   // Gate (or sole) and up projections, with their biases.
   Value gateW = ffn.fc1, upW = ffn.fc3, gateB = ffn.fc1Bias, upB = ffn.fc3Bias;
-  if (ffn.gating == Gating::Concatenated) {
-    gateW = rowSlice(b, loc, ffn.fc1, 0, inter, 1);
-    upW = rowSlice(b, loc, ffn.fc1, inter, inter, 1);
+  if (fused) {
+    // Concatenated: [gate; up]; interleaved: gate and up rows alternate.
+    int64_t upOffset = ffn.gating == Gating::Concatenated ? inter : 1;
+    int64_t stride = ffn.gating == Gating::Concatenated ? 1 : 2;
+    gateW = strideSlice(b, loc, ffn.fc1, stack, 0, inter, stride);
+    upW = strideSlice(b, loc, ffn.fc1, stack, upOffset, inter, stride);
     if (ffn.fc1Bias) {
-      gateB = vecSlice(b, loc, ffn.fc1Bias, 0, inter, 1);
-      upB = vecSlice(b, loc, ffn.fc1Bias, inter, inter, 1);
-    }
-  } else if (ffn.gating == Gating::Interleaved) {
-    gateW = rowSlice(b, loc, ffn.fc1, 0, inter, 2);
-    upW = rowSlice(b, loc, ffn.fc1, 1, inter, 2);
-    if (ffn.fc1Bias) {
-      gateB = vecSlice(b, loc, ffn.fc1Bias, 0, inter, 2);
-      upB = vecSlice(b, loc, ffn.fc1Bias, 1, inter, 2);
+      gateB = strideSlice(b, loc, ffn.fc1Bias, stack, 0, inter, stride);
+      upB = strideSlice(b, loc, ffn.fc1Bias, stack, upOffset, inter, stride);
     }
   }
   bool gated = ffn.gating != Gating::None;
 
+  // `bias` ([w] or, stacked, [E, w]) for the `width` columns from `col0`
+  // (all when col0 is null), of expert `expert` when stacked.
+  auto biasColumns = [&](OpBuilder &nb, Location nl, Value bias, Value col0,
+                         Value expert, int64_t width) -> Value {
+    if (expert)
+      bias = expertSlice(nb, nl, bias, expert);
+    if (!col0)
+      return bias;
+    return tensor::ExtractSliceOp::create(
+        nb, nl, RankedTensorType::get({width}, elementTypeOf(bias)), bias,
+        ArrayRef<OpFoldResult>{col0},
+        ArrayRef<OpFoldResult>{nb.getIndexAttr(width)},
+        ArrayRef<OpFoldResult>{nb.getIndexAttr(1)});
+  };
+  AffineExpr n, i;
+  bindDims(ctx, n, i);
+  AffineMap id = b.getMultiDimIdentityMap(2);
+  AffineMap col = AffineMap::get(2, 0, {i}, ctx);
+
+  // tile [rows, w] f32 + the bias's columns from col0.
+  auto addBias = [&](OpBuilder &nb, Location nl, Value tile, Value bias,
+                     Value col0, Value expert) -> Value {
+    int64_t width = cast<RankedTensorType>(tile.getType()).getDimSize(1);
+    return generic(nb, nl,
+                   ValueRange{tile, biasColumns(nb, nl, bias, col0, expert,
+                                                width)},
+                   emptyTensor(nb, nl, mixedSizes(nb, nl, tile), f32),
+                   {id, col, id}, {kPar, kPar},
+                   [](OpBuilder &bb, Location l, ValueRange a) {
+                     yieldOp(bb, l,
+                             arith::AddFOp::create(bb, l, a[0],
+                                                   toF32(bb, l, a[1])));
+                   })[0];
+  };
+
   // h [n, I] f32 = act(g [+ bias]) (* (u [+ bias])) of the products, by one
-  // elementwise generic over `products` (g, and u when gated) and the
-  // biases, column `col0` onwards.
+  // elementwise generic over `products` (g, and u when gated) and, with
+  // `withBiases`, the biases' columns from `col0`.
   auto activation = [&](OpBuilder &nb, Location nl, ArrayRef<Value> products,
-                        Value col0) {
+                        Value col0, Value expert, bool withBiases) {
     SmallVector<Value> inputs(products);
-    AffineExpr n, i;
-    bindDims(ctx, n, i);
-    AffineMap id = nb.getMultiDimIdentityMap(2);
-    AffineMap col = AffineMap::get(2, 0, {i}, ctx);
     SmallVector<AffineMap> maps(inputs.size(), id);
     int64_t width = cast<RankedTensorType>(products[0].getType()).getDimSize(1);
-    auto biasColumns = [&](Value bias) -> Value {
-      if (!col0)
-        return bias;
-      return tensor::ExtractSliceOp::create(
-          nb, nl, RankedTensorType::get({width}, elementTypeOf(bias)), bias,
-          ArrayRef<OpFoldResult>{col0}, ArrayRef<OpFoldResult>{
-                                            nb.getIndexAttr(width)},
-          ArrayRef<OpFoldResult>{nb.getIndexAttr(1)});
-    };
     int gateBiasArg = -1, upBiasArg = -1;
-    if (gateB) {
+    if (withBiases && gateB) {
       gateBiasArg = inputs.size();
-      inputs.push_back(biasColumns(gateB));
+      inputs.push_back(biasColumns(nb, nl, gateB, col0, expert, width));
       maps.push_back(col);
     }
-    if (gated && upB) {
+    if (withBiases && gated && upB) {
       upBiasArg = inputs.size();
-      inputs.push_back(biasColumns(upB));
+      inputs.push_back(biasColumns(nb, nl, upB, col0, expert, width));
       maps.push_back(col);
     }
     maps.push_back(id);
@@ -215,54 +277,90 @@ Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
         })[0];
   };
 
+  // [rows of a, m] f32 = epilogue(a · wᵀ for each w): one FFN's kernel, or
+  // the grouped kernel over the stacks (group rows into `init`).
+  auto contract = [&](Value a, ArrayRef<Value> ws, ContractionEpilogue epilogue,
+                      bool zeroRest) -> Value {
+    if (!groups) {
+      if (!epilogue)
+        return contractTransposedB(b, loc, a, ws.front(), options);
+      return contractTransposedBFused(b, loc, a, ws, options, epilogue);
+    }
+    auto wType = cast<RankedTensorType>(ws.front().getType());
+    SmallVector<OpFoldResult> sizes = {tensor::getMixedSize(b, loc, a, 0),
+                                       b.getIndexAttr(wType.getDimSize(1))};
+    // The rows of no group are only read (and returned) when zeroRest.
+    Value init = zeroRest ? filledTensor(b, loc, sizes, f32,
+                                         f32Attr(b, loc, 0.0))
+                          : emptyTensor(b, loc, sizes, f32);
+    RowGroups withTail = *groups;
+    // Stacked weights: the shared expert's chunks after the routed experts.
+    auto tail = [&](OpBuilder &nb, Location nl, Value expert) {
+      SmallVector<Value> matrices;
+      for (Value w : ws) {
+        StackExpertsOp stack = w == ffn.fc1   ? ffn.fc1Stack
+                               : w == ffn.fc3 ? ffn.fc3Stack
+                                              : ffn.fc2Stack;
+        Value j = arith::SubIOp::create(nb, nl, expert, withTail.tailFrom);
+        matrices.push_back(sharedChunk(nb, nl, stack, j));
+      }
+      return matrices;
+    };
+    if (ffn.fc1Stack) {
+      auto routed = cast<RankedTensorType>(ffn.fc1.getType());
+      withTail.tailFrom = indexConst(b, loc, routed.getDimSize(0));
+      withTail.tailMatrices = tail;
+    }
+    return contractGroupedTransposedB(b, loc, a, ws, withTail, init, options,
+                                      epilogue);
+  };
+
   SmallVector<Value> weights = {gateW};
-  if (gated)
+  SmallVector<Value> weightBiases = {gateB};
+  if (gated) {
     weights.push_back(upW);
+    weightBiases.push_back(upB);
+  }
   Value hidden;
-  if (ffn.fuseGateUp && canVectorizeContraction(x, gateW)) {
+  if (ffn.fuseGateUp && (groups || canVectorizeContraction(x, gateW))) {
     // One kernel: the gate and up tiles of a task, then the activation on
     // them while they are in cache.
-    hidden = contractTransposedBFused(b, loc, x, weights, options, activation);
+    auto epilogue = [&](OpBuilder &nb, Location nl, ArrayRef<Value> tiles,
+                        Value col0, Value expert) {
+      return activation(nb, nl, tiles, col0, expert, /*withBiases=*/true);
+    };
+    hidden = contract(x, weights, epilogue, /*zeroRest=*/false);
   } else {
+    // One contraction per projection; a stacked bias is added per group in
+    // the contraction's epilogue, a plain one by the activation.
     SmallVector<Value> products;
-    for (Value w : weights)
-      products.push_back(contractTransposedB(b, loc, x, w, options));
-    hidden = activation(b, loc, products, Value());
+    for (auto [w, bias] : llvm::zip(weights, weightBiases)) {
+      Value biasOfGroup = groups ? bias : Value();
+      auto epilogue = [&](OpBuilder &nb, Location nl, ArrayRef<Value> tiles,
+                          Value col0, Value expert) {
+        return addBias(nb, nl, tiles.front(), biasOfGroup, col0, expert);
+      };
+      products.push_back(contract(
+          x, w, biasOfGroup ? ContractionEpilogue(epilogue) : nullptr,
+          /*zeroRest=*/false));
+    }
+    hidden = activation(b, loc, products, Value(), Value(),
+                        /*withBiases=*/!groups);
   }
 
+  if (groups) {
+    auto epilogue = [&](OpBuilder &nb, Location nl, ArrayRef<Value> tiles,
+                        Value col0, Value expert) {
+      return addBias(nb, nl, tiles.front(), ffn.fc2Bias, col0, expert);
+    };
+    return contract(hidden, ffn.fc2,
+                    ffn.fc2Bias ? ContractionEpilogue(epilogue) : nullptr,
+                    /*zeroRest=*/true);
+  }
   Value y = contractTransposedB(b, loc, hidden, ffn.fc2, options);
-  if (ffn.fc2Bias) {
-    AffineExpr n, i;
-    bindDims(ctx, n, i);
-    AffineMap id = b.getMultiDimIdentityMap(2);
-    AffineMap col = AffineMap::get(2, 0, {i}, ctx);
-    y = generic(b, loc, ValueRange{y, ffn.fc2Bias},
-                emptyTensor(b, loc, mixedSizes(b, loc, y), f32),
-                {id, col, id}, {kPar, kPar},
-                [](OpBuilder &nb, Location l, ValueRange a) {
-                  yieldOp(
-                      nb, l,
-                      arith::AddFOp::create(nb, l, a[0], toF32(nb, l, a[1])));
-                })[0];
-  }
+  if (ffn.fc2Bias)
+    y = addBias(b, loc, y, ffn.fc2Bias, Value(), Value());
   return y;
-}
-
-/// Expert e's 2-D matrix (or 1-D bias) out of a stacked [E, ...] weight.
-Value expertSlice(OpBuilder &b, Location l, Value stacked, Value e) {
-  if (!stacked)
-    return stacked;
-  auto type = cast<RankedTensorType>(stacked.getType());
-  SmallVector<OpFoldResult> offsets = {e}, sizes = {b.getIndexAttr(1)},
-                            strides(type.getRank(), b.getIndexAttr(1));
-  for (int64_t d = 1; d < type.getRank(); ++d) {
-    offsets.push_back(b.getIndexAttr(0));
-    sizes.push_back(b.getIndexAttr(type.getDimSize(d)));
-  }
-  auto sliceType = RankedTensorType::get(type.getShape().drop_front(),
-                                         type.getElementType());
-  return tensor::ExtractSliceOp::create(b, l, sliceType, stacked, offsets,
-                                        sizes, strides);
 }
 
 template <typename OpTy>
@@ -281,13 +379,139 @@ Ffn ffnOf(OpTy op) {
              op.getActivationAlpha().convertToFloat(),
              op.getActivationBeta().convertToFloat(),
              clamp,
-             op.getFuseGateUp()};
+             op.getFuseGateUp(),
+             {},
+             {},
+             {}};
 }
 } // namespace
+
+/// Whether every projection of the stacked FFN fits the grouped vector
+/// kernel: static I and H, both multiples of 16.
+static bool groupedKernelApplies(ExpertFfnOp op) {
+  auto fc1 = cast<RankedTensorType>(op.getFc1().getType());
+  auto fc2 = cast<RankedTensorType>(op.getFc2().getType());
+  auto rows = cast<RankedTensorType>(op.getRows().getType());
+  auto multipleOf16 = [](int64_t v) {
+    return !ShapedType::isDynamic(v) && v % 16 == 0;
+  };
+  return fc1.hasStaticShape() && fc2.hasStaticShape() &&
+         multipleOf16(fc2.getDimSize(1)) && multipleOf16(fc2.getDimSize(2)) &&
+         multipleOf16(rows.getShape().back());
+}
+
+/// The grouped GEMM form: the experts that have rows form the row groups,
+/// in expert order, and each projection of all of them is one grouped
+/// contraction (one parallel loop for the layer instead of two per expert).
+/// Fails, building nothing, where the kernel does not apply.
+static LogicalResult lowerGrouped(ExpertFfnOp op, PatternRewriter &b,
+                                  const ContractionOptions &options) {
+  if (!groupedKernelApplies(op))
+    return failure();
+  Location loc = op.getLoc();
+  Value rows = op.getRows(), counts = op.getCounts();
+  auto rowsType = cast<RankedTensorType>(rows.getType());
+  bool slabs = rowsType.getRank() == 3;
+  int64_t experts =
+      cast<RankedTensorType>(op.getFc1().getType()).getDimSize(0);
+  Type elementType = rowsType.getElementType();
+  Type index = b.getIndexType();
+
+  // Capacity layouts: the slabs seen as one row list, expert e's from e · C.
+  Value flat = rows;
+  Value capacity;
+  if (slabs) {
+    capacity = dimValue(b, loc, rows, 1);
+    flat = tensor::CollapseShapeOp::create(
+        b, loc, rows, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+  }
+  Value available = slabs ? capacity : dimValue(b, loc, rows, 0);
+
+  // Row groups: every expert with rows (counts clamped to the rows there
+  // are, as the per-expert form does), in expert order.
+  auto list = [&]() {
+    return emptyTensor(b, loc, {b.getIndexAttr(experts)}, index);
+  };
+  Value zero = indexConst(b, loc, 0), one = indexConst(b, loc, 1);
+  auto loop = scf::ForOp::create(
+      b, loc, zero, indexConst(b, loc, experts), one,
+      ValueRange{list(), list(), list(), zero, zero},
+      [&](OpBuilder &nb, Location l, Value e, ValueRange it) {
+        Value start = slabs ? arith::MulIOp::create(nb, l, e, capacity)
+                                  .getResult()
+                            : it[4];
+        Value room = slabs ? capacity
+                           : arith::SubIOp::create(nb, l, available, start)
+                                 .getResult();
+        Value count = arith::IndexCastOp::create(
+            nb, l, nb.getIndexType(),
+            arith::MaxSIOp::create(
+                nb, l, tensor::ExtractOp::create(nb, l, counts, e),
+                arith::ConstantIntOp::create(nb, l, nb.getI32Type(), 0)));
+        count = arith::MinSIOp::create(nb, l, count, room);
+        Value hasRows = arith::CmpIOp::create(
+            nb, l, arith::CmpIPredicate::sgt, count, indexConst(nb, l, 0));
+        auto add = scf::IfOp::create(
+            nb, l, hasRows,
+            [&](OpBuilder &tb, Location tl) {
+              Value g = it[3];
+              scf::YieldOp::create(
+                  tb, tl,
+                  ValueRange{
+                      tensor::InsertOp::create(tb, tl, e, it[0], g),
+                      tensor::InsertOp::create(tb, tl, start, it[1], g),
+                      tensor::InsertOp::create(tb, tl, count, it[2], g),
+                      arith::AddIOp::create(tb, tl, g, indexConst(tb, tl, 1))});
+            },
+            [&](OpBuilder &eb, Location el) {
+              scf::YieldOp::create(eb, el,
+                                   ValueRange{it[0], it[1], it[2], it[3]});
+            });
+        Value next = arith::AddIOp::create(nb, l, start, count);
+        SmallVector<Value> yields(add.getResults());
+        yields.push_back(next);
+        scf::YieldOp::create(nb, l, yields);
+      });
+  RowGroups groups;
+  groups.expert = loop.getResult(0);
+  groups.start = loop.getResult(1);
+  groups.count = loop.getResult(2);
+  groups.numGroups = loop.getResult(3);
+  Ffn ffn = ffnOf(op);
+  // Weights stacked by moe-fuse-shared-expert are read where they are when
+  // all of them are stacks of one shape (no fc1 split into gate and up).
+  auto stackOf = [](Value w) {
+    return w ? w.getDefiningOp<StackExpertsOp>() : StackExpertsOp();
+  };
+  if (stackOf(ffn.fc1) && stackOf(ffn.fc2) && (!ffn.fc3 || stackOf(ffn.fc3)) &&
+      (ffn.gating == Gating::Separate || ffn.gating == Gating::None) &&
+      !ffn.fc1Bias && !ffn.fc2Bias && !ffn.fc3Bias) {
+    ffn.fc1Stack = stackOf(ffn.fc1);
+    ffn.fc2Stack = stackOf(ffn.fc2);
+    ffn.fc1 = ffn.fc1Stack.getRouted();
+    ffn.fc2 = ffn.fc2Stack.getRouted();
+    if (ffn.fc3) {
+      ffn.fc3Stack = stackOf(ffn.fc3);
+      ffn.fc3 = ffn.fc3Stack.getRouted();
+    }
+  }
+
+  Value y = convertTensor(b, loc, buildFfn(b, loc, flat, ffn, options,
+                                           &groups),
+                          elementType);
+  if (slabs)
+    y = tensor::ExpandShapeOp::create(
+        b, loc, rowsType, y,
+        ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+  b.replaceOp(op, castToResult(b, loc, y, op.getResult()));
+  return success();
+}
 
 LogicalResult
 moe_mlir::lowering::lowerExpertFfn(ExpertFfnOp op, PatternRewriter &b,
                                    const ContractionOptions &options) {
+  if (succeeded(lowerGrouped(op, b, options)))
+    return success();
   Location loc = op.getLoc();
   Value rows = op.getRows(), counts = op.getCounts();
   auto rowsType = cast<RankedTensorType>(rows.getType());
@@ -396,5 +620,46 @@ moe_mlir::lowering::lowerSharedExpert(SharedExpertOp op, PatternRewriter &b,
   }
   Value result = convertTensor(b, loc, y, elementType);
   b.replaceOp(op, castToResult(b, loc, result, op.getResult()));
+  return success();
+}
+
+LogicalResult
+moe_mlir::lowering::lowerStackExperts(StackExpertsOp op, PatternRewriter &b) {
+  // A grouped FFN reads the matrices where they are (expertSlice); the op
+  // goes away with its last such user.
+  if (op->use_empty()) {
+    b.eraseOp(op);
+    return success();
+  }
+  if (llvm::all_of(op->getUsers(),
+                   [](Operation *user) { return isa<ExpertFfnOp>(user); }))
+    return b.notifyMatchFailure(op, "read in place by its grouped FFNs");
+  // Any other use gets the stack as one tensor: the routed experts, then the
+  // chunks of the shared matrix.
+  Location loc = op.getLoc();
+  auto type = cast<RankedTensorType>(op.getResult().getType());
+  auto routed = cast<RankedTensorType>(op.getRouted().getType());
+  int64_t experts = routed.getDimSize(0);
+  SmallVector<OpFoldResult> ones(3, b.getIndexAttr(1));
+  auto at = [&](int64_t e) {
+    return SmallVector<OpFoldResult>{b.getIndexAttr(e), b.getIndexAttr(0),
+                                     b.getIndexAttr(0)};
+  };
+  Value stack = tensor::EmptyOp::create(b, loc, type.getShape(),
+                                        type.getElementType());
+  stack = tensor::InsertSliceOp::create(b, loc, op.getRouted(), stack, at(0),
+                                        getAsIndexOpFoldResult(
+                                            b.getContext(), routed.getShape()),
+                                        ones);
+  for (int64_t j = 0; j < op.getNumSharedExperts(); ++j) {
+    Value matrix = sharedChunk(b, loc, op, indexConst(b, loc, j));
+    stack = tensor::InsertSliceOp::create(
+        b, loc, matrix, stack, at(experts + j),
+        SmallVector<OpFoldResult>{b.getIndexAttr(1),
+                                  b.getIndexAttr(type.getDimSize(1)),
+                                  b.getIndexAttr(type.getDimSize(2))},
+        ones);
+  }
+  b.replaceOp(op, stack);
   return success();
 }

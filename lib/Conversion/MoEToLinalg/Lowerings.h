@@ -26,6 +26,10 @@ mlir::LogicalResult lowerExpertFfn(moe::ExpertFfnOp op,
 mlir::LogicalResult lowerSharedExpert(moe::SharedExpertOp op,
                                       mlir::PatternRewriter &b,
                                       const ContractionOptions &options);
+/// Erases a moe.stack_experts whose users were all grouped FFNs (they read
+/// its operands in place), copies it into one tensor for any other user.
+mlir::LogicalResult lowerStackExperts(moe::StackExpertsOp op,
+                                      mlir::PatternRewriter &b);
 
 
 // Expert parallelism (ExpertParallelLowering.cpp): calls of the runtime's

@@ -20,6 +20,11 @@
 // activation) and stores only what that returns. Every output is the same
 // sum in the same order as in the unfused kernel, so fusing changes no bit.
 //
+// Grouped form (a grouped GEMM): groups of rows of A, each multiplying its
+// own matrix of stacked B operands (the experts of a MoE layer), share one
+// parallel loop over (group, column tile) tasks. A task runs the same
+// kernel on its group's rows as the single-matrix form would.
+//
 // Only upstream dialects are used (scf, vector, tensor, arith); LLVM turns
 // the vector ops into AVX2 / AVX-512 code for the target CPU.
 //
@@ -97,46 +102,63 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
   return contractTransposedBFused(b, loc, a, bt, options, {});
 }
 
-Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
-                               ArrayRef<Value> bts,
-                               const ContractionOptions &options,
-                               ContractionEpilogue epilogue) {
-  assert(!bts.empty() && "no B operand");
-  assert((bts.size() == 1 || epilogue) &&
-         "several B operands need an epilogue to combine them");
-  Value bt = bts.front();
-  auto bType = cast<RankedTensorType>(bt.getType());
-  assert(llvm::all_of(bts,
-                      [&](Value o) { return o.getType() == bt.getType(); }) &&
-         "B operands of one fused contraction share their type");
-  int64_t m = bType.getDimSize(0), k = bType.getDimSize(1);
-  // bf16 weights on a host with AVX512-BF16: A rounded to bf16 once, then
-  // dot products of bf16 pairs accumulated in f32 (vdpbf16ps), 2 k per lane.
-  bool pairs = options.bf16DotProducts && bType.getElementType().isBF16() &&
-               k % (2 * kLanes) == 0;
-  if (pairs)
-    a = convertTensor(b, loc, a, b.getBF16Type());
-  auto aType = cast<RankedTensorType>(a.getType());
-  int64_t kStep = pairs ? 2 * kLanes : kLanes;
-  int64_t colTile = m % 4 == 0 ? 4 : m % 2 == 0 ? 2 : 1; // Mr
-  int64_t wide = m % kWideCols == 0 ? kWideCols : colTile;
-  Type f32 = b.getF32Type();
-  auto accType = VectorType::get({kLanes}, f32);
-  auto aVecType = VectorType::get({kStep}, aType.getElementType());
-  auto bVecType = VectorType::get({kStep}, bType.getElementType());
+namespace {
+/// What every task of one contraction shares: the shape of a B matrix
+/// ([m, k]), the tiling, the vector types and the padding constants. `tiles`
+/// emits one task's kernel.
+struct Kernel {
+  Kernel(OpBuilder &b, Location loc, Type aElement, RankedTensorType bType,
+         const ContractionOptions &options)
+      : m(bType.getDimSize(0)), k(bType.getDimSize(1)) {
+    // bf16 weights on a host with AVX512-BF16: A rounded to bf16 once, then
+    // dot products of bf16 pairs accumulated in f32 (vdpbf16ps), 2 k per
+    // lane.
+    pairs = options.bf16DotProducts && bType.getElementType().isBF16() &&
+            k % (2 * kLanes) == 0;
+    if (pairs)
+      aElement = b.getBF16Type();
+    this->aElement = aElement;
+    kStep = pairs ? 2 * kLanes : kLanes;
+    colTile = m % 4 == 0 ? 4 : m % 2 == 0 ? 2 : 1; // Mr
+    wide = m % kWideCols == 0 ? kWideCols : colTile;
+    f32 = b.getF32Type();
+    accType = VectorType::get({kLanes}, f32);
+    aVecType = VectorType::get({kStep}, aElement);
+    bVecType = VectorType::get({kStep}, bType.getElementType());
+    aPad = arith::ConstantOp::create(b, loc, aElement,
+                                     b.getZeroAttr(aElement));
+    bPad = arith::ConstantOp::create(b, loc, bType.getElementType(),
+                                     b.getZeroAttr(bType.getElementType()));
+    zeroAcc = arith::ConstantOp::create(b, loc, accType,
+                                        DenseElementsAttr::get(accType, 0.0f));
+    int64_t rowBytes =
+        k * static_cast<int64_t>(aElement.getIntOrFloatBitWidth() / 8);
+    chunkRows =
+        std::max<int64_t>(1, kChunkBytes / rowBytes / kRowTile) * kRowTile;
+  }
 
-  Value rows = dimValue(b, loc, a, 0);
-  Value out = emptyTensor(
-      b, loc, {tensor::getMixedSize(b, loc, a, 0), b.getIndexAttr(m)}, f32);
-  Value zero = indexConst(b, loc, 0);
-  Value aPad = arith::ConstantOp::create(b, loc, aType.getElementType(),
-                                         b.getZeroAttr(aType.getElementType()));
-  Value bPad = arith::ConstantOp::create(b, loc, bType.getElementType(),
-                                         b.getZeroAttr(bType.getElementType()));
-  Value zeroAcc = arith::ConstantOp::create(
-      b, loc, accType, DenseElementsAttr::get(accType, 0.0f));
+  /// A with the element type the kernel reads (bf16 for bf16 pairs).
+  Value prepareA(OpBuilder &b, Location loc, Value a) const {
+    return pairs ? convertTensor(b, loc, a, aElement) : a;
+  }
+
+  /// One task: the [rows(a), wide] f32 tile of columns [j0, j0 + wide) of
+  /// a · btᵀ for every B operand (2-D [m, k] each).
+  SmallVector<Value> tiles(OpBuilder &cb, Location cl, Value a,
+                           ArrayRef<Value> bts, Value j0) const;
+
+  int64_t m, k;
+  bool pairs;
+  Type aElement, f32;
+  int64_t kStep, colTile, wide, chunkRows;
+  VectorType accType, aVecType, bVecType;
+  Value aPad, bPad, zeroAcc;
+};
+} // namespace
+
+SmallVector<Value> Kernel::tiles(OpBuilder &cb, Location cl, Value a,
+                                 ArrayRef<Value> bts, Value j0) const {
   SmallVector<bool> inBounds = {true};
-
   auto readF32 = [&](OpBuilder &nb, Location l, Value source, Value row,
                      Value col, VectorType type, Value pad) -> Value {
     Value v = vector::TransferReadOp::create(nb, l, type, source,
@@ -146,33 +168,22 @@ Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
       v = arith::ExtFOp::create(nb, l, accType, v);
     return v;
   };
-
-  // Column tiles are independent: an scf.forall, which the pipeline runs on
-  // the model's thread pool. Each tile computes its [rows, Mr] block of C.
-  int64_t numTiles = m / wide;
-  auto forall = scf::ForallOp::create(
-      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(numTiles)},
-      ValueRange{out}, std::nullopt);
-  Block *body = forall.getBody();
-  OpBuilder cb = OpBuilder::atBlockBegin(body);
-  Location cl = loc;
-  Value j0 = arith::MulIOp::create(cb, cl, body->getArgument(0),
-                                   indexConst(cb, cl, wide));
+  Value rows = dimValue(cb, cl, a, 0);
   OpFoldResult rowsOfr = tensor::getMixedSize(cb, cl, a, 0);
-  Value tileInit =
-      emptyTensor(cb, cl, {rowsOfr, cb.getIndexAttr(wide)}, f32);
+  Value tileInit = emptyTensor(cb, cl, {rowsOfr, cb.getIndexAttr(wide)}, f32);
 
   // Rows [lb, ub) in steps of `rowTile` rows (ub - lb a multiple of it) and
   // the `cols` columns from `col0` of the task's tile: rowTile x cols
   // accumulators over k, then one lane reduction per output.
-  auto rowLoop = [&](Value bMat, Value lb, Value ub, int64_t rowTile,
-                     int64_t col0, int64_t cols, Value tile) {
+  auto rowLoop = [&](OpBuilder &ob, Value bMat, Value lb, Value ub,
+                     int64_t rowTile, int64_t col0, int64_t cols,
+                     Value tile) {
     SmallVector<Value> bRows;
     for (int64_t j = 0; j < cols; ++j)
       bRows.push_back(
-          arith::AddIOp::create(cb, cl, j0, indexConst(cb, cl, col0 + j)));
+          arith::AddIOp::create(ob, cl, j0, indexConst(ob, cl, col0 + j)));
     return scf::ForOp::create(
-               cb, cl, lb, ub, indexConst(cb, cl, rowTile), ValueRange{tile},
+               ob, cl, lb, ub, indexConst(ob, cl, rowTile), ValueRange{tile},
                [&](OpBuilder &rb, Location rl, Value i0, ValueRange rowIter) {
                  SmallVector<Value> aRows;
                  for (int64_t i = 0; i < rowTile; ++i)
@@ -232,15 +243,11 @@ Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
       cb, cl,
       arith::DivUIOp::create(cb, cl, rows, indexConst(cb, cl, kRowTile)),
       indexConst(cb, cl, kRowTile));
-  int64_t rowBytes =
-      k * static_cast<int64_t>(aType.getElementTypeBitWidth() / 8);
-  int64_t chunkRows =
-      std::max<int64_t>(1, kChunkBytes / rowBytes / kRowTile) * kRowTile;
   // Every B operand's tile of the task, chunk by chunk: the chunk of A stays
   // in L2 while the B operands' sub-tiles pass over it.
   size_t numB = bts.size();
   auto chunks = scf::ForOp::create(
-      cb, cl, zero, fullRows, indexConst(cb, cl, chunkRows),
+      cb, cl, indexConst(cb, cl, 0), fullRows, indexConst(cb, cl, chunkRows),
       SmallVector<Value>(numB, tileInit),
       [&](OpBuilder &hb, Location hl, Value c0, ValueRange chunkIter) {
         Value c1 = arith::MinUIOp::create(
@@ -248,24 +255,173 @@ Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
             arith::AddIOp::create(hb, hl, c0, indexConst(hb, hl, chunkRows)),
             fullRows);
         SmallVector<Value> tiles(chunkIter);
-        OpBuilder::InsertionGuard guard(cb);
-        cb.setInsertionPoint(hb.getInsertionBlock(), hb.getInsertionPoint());
         for (int64_t col0 = 0; col0 < wide; col0 += colTile)
           for (size_t o = 0; o < numB; ++o)
             tiles[o] =
-                rowLoop(bts[o], c0, c1, kRowTile, col0, colTile, tiles[o]);
-        scf::YieldOp::create(cb, hl, tiles);
+                rowLoop(hb, bts[o], c0, c1, kRowTile, col0, colTile, tiles[o]);
+        scf::YieldOp::create(hb, hl, tiles);
       });
-  SmallVector<Value> tiles;
+  SmallVector<Value> result;
   for (size_t o = 0; o < numB; ++o)
-    tiles.push_back(
-        rowLoop(bts[o], fullRows, rows, 1, 0, wide, chunks.getResult(o)));
-  Value tile = epilogue ? epilogue(cb, cl, tiles, j0) : tiles.front();
+    result.push_back(
+        rowLoop(cb, bts[o], fullRows, rows, 1, 0, wide, chunks.getResult(o)));
+  return result;
+}
+
+static void checkOperands(ArrayRef<Value> bts, ContractionEpilogue epilogue) {
+  (void)bts;
+  (void)epilogue;
+  assert(!bts.empty() && "no B operand");
+  assert((bts.size() == 1 || epilogue) &&
+         "several B operands need an epilogue to combine them");
+  assert(llvm::all_of(bts,
+                      [&](Value o) {
+                        return o.getType() == bts.front().getType();
+                      }) &&
+         "B operands of one fused contraction share their type");
+}
+
+Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
+                               ArrayRef<Value> bts,
+                               const ContractionOptions &options,
+                               ContractionEpilogue epilogue) {
+  checkOperands(bts, epilogue);
+  auto bType = cast<RankedTensorType>(bts.front().getType());
+  Kernel kernel(b, loc, cast<RankedTensorType>(a.getType()).getElementType(),
+                bType, options);
+  a = kernel.prepareA(b, loc, a);
+  Value out = emptyTensor(
+      b, loc, {tensor::getMixedSize(b, loc, a, 0), b.getIndexAttr(kernel.m)},
+      kernel.f32);
+
+  // Column tiles are independent: an scf.forall, which the pipeline runs on
+  // the model's thread pool. Each tile computes its [rows, wide] block of C.
+  auto forall = scf::ForallOp::create(
+      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(kernel.m / kernel.wide)},
+      ValueRange{out}, std::nullopt);
+  Block *body = forall.getBody();
+  OpBuilder cb = OpBuilder::atBlockBegin(body);
+  Value j0 = arith::MulIOp::create(cb, loc, body->getArgument(0),
+                                   indexConst(cb, loc, kernel.wide));
+  SmallVector<Value> tiles = kernel.tiles(cb, loc, a, bts, j0);
+  Value tile = epilogue ? epilogue(cb, loc, tiles, j0, Value()) : tiles.front();
   OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
   tensor::ParallelInsertSliceOp::create(
       ib, loc, tile, body->getArgument(1),
       ArrayRef<OpFoldResult>{ib.getIndexAttr(0), j0},
-      ArrayRef<OpFoldResult>{rowsOfr, ib.getIndexAttr(wide)},
+      ArrayRef<OpFoldResult>{tensor::getMixedSize(cb, loc, a, 0),
+                             ib.getIndexAttr(kernel.wide)},
+      ArrayRef<OpFoldResult>{ib.getIndexAttr(1), ib.getIndexAttr(1)});
+  return forall.getResult(0);
+}
+
+bool canVectorizeGroupedContraction(Value a, Value stackedBt) {
+  auto btt = cast<RankedTensorType>(stackedBt.getType());
+  if (btt.getRank() != 3 || btt.isDynamicDim(0))
+    return false;
+  auto at = cast<RankedTensorType>(a.getType());
+  int64_t m = btt.getDimSize(1), k = btt.getDimSize(2);
+  return at.getRank() == 2 && !ShapedType::isDynamic(m) &&
+         !ShapedType::isDynamic(k) && k % kLanes == 0 && at.getDimSize(1) == k;
+}
+
+Value contractGroupedTransposedB(OpBuilder &b, Location loc, Value a,
+                                 ArrayRef<Value> stackedBts,
+                                 const RowGroups &groups, Value init,
+                                 const ContractionOptions &options,
+                                 ContractionEpilogue epilogue) {
+  checkOperands(stackedBts, epilogue);
+  auto stackedType = cast<RankedTensorType>(stackedBts.front().getType());
+  auto bType = RankedTensorType::get(stackedType.getShape().drop_front(),
+                                     stackedType.getElementType());
+  Kernel kernel(b, loc, cast<RankedTensorType>(a.getType()).getElementType(),
+                bType, options);
+  a = kernel.prepareA(b, loc, a);
+
+  // Tasks are (block, group, tile) triples, block-major: each group's column
+  // tiles are cut into `blocks` blocks, and the pool's contiguous split of
+  // the task range hands every thread whole blocks of every group, so the
+  // threads get equal shares of rows however unevenly the groups are
+  // loaded, while a run of tasks of one group keeps its rows in cache.
+  int64_t tilesPerGroup = kernel.m / kernel.wide;
+  int64_t blocks = 1;
+  for (int64_t candidate : {8, 4, 2})
+    if (tilesPerGroup % candidate == 0) {
+      blocks = candidate;
+      break;
+    }
+  int64_t tilesPerBlock = tilesPerGroup / blocks;
+  Value numTasks = arith::MulIOp::create(
+      b, loc, groups.numGroups, indexConst(b, loc, tilesPerGroup));
+
+  auto forall = scf::ForallOp::create(
+      b, loc, ArrayRef<OpFoldResult>{numTasks}, ValueRange{init},
+      std::nullopt);
+  Block *body = forall.getBody();
+  OpBuilder cb = OpBuilder::atBlockBegin(body);
+  Value task = body->getArgument(0);
+  Value perBlock = arith::MulIOp::create(cb, loc, groups.numGroups,
+                                         indexConst(cb, loc, tilesPerBlock));
+  Value block = arith::DivUIOp::create(cb, loc, task, perBlock);
+  Value inBlock = arith::RemUIOp::create(cb, loc, task, perBlock);
+  Value g = arith::DivUIOp::create(cb, loc, inBlock,
+                                   indexConst(cb, loc, tilesPerBlock));
+  Value tileIndex = arith::AddIOp::create(
+      cb, loc,
+      arith::MulIOp::create(cb, loc, block, indexConst(cb, loc, tilesPerBlock)),
+      arith::RemUIOp::create(cb, loc, inBlock,
+                             indexConst(cb, loc, tilesPerBlock)));
+  Value j0 = arith::MulIOp::create(cb, loc, tileIndex,
+                                   indexConst(cb, loc, kernel.wide));
+  Value expert = tensor::ExtractOp::create(cb, loc, groups.expert, g);
+  Value start = tensor::ExtractOp::create(cb, loc, groups.start, g);
+  Value count = tensor::ExtractOp::create(cb, loc, groups.count, g);
+
+  int64_t kDim = kernel.k;
+  Value rowsOfGroup = tensor::ExtractSliceOp::create(
+      cb, loc,
+      RankedTensorType::get({ShapedType::kDynamic, kDim},
+                            cast<RankedTensorType>(a.getType())
+                                .getElementType()),
+      a, ArrayRef<OpFoldResult>{start, cb.getIndexAttr(0)},
+      ArrayRef<OpFoldResult>{count, cb.getIndexAttr(kDim)},
+      ArrayRef<OpFoldResult>{cb.getIndexAttr(1), cb.getIndexAttr(1)});
+  auto stackTiles = [&](OpBuilder &ob) {
+    SmallVector<Value> bts;
+    for (Value stacked : stackedBts)
+      bts.push_back(tensor::ExtractSliceOp::create(
+          ob, loc, bType, stacked,
+          ArrayRef<OpFoldResult>{expert, ob.getIndexAttr(0),
+                                 ob.getIndexAttr(0)},
+          ArrayRef<OpFoldResult>{ob.getIndexAttr(1), ob.getIndexAttr(kernel.m),
+                                 ob.getIndexAttr(kDim)},
+          SmallVector<OpFoldResult>(3, ob.getIndexAttr(1))));
+    return kernel.tiles(ob, loc, rowsOfGroup, bts, j0);
+  };
+  SmallVector<Value> tiles;
+  if (!groups.tailFrom) {
+    tiles = stackTiles(cb);
+  } else {
+    Value inStack = arith::CmpIOp::create(cb, loc, arith::CmpIPredicate::ult,
+                                          expert, groups.tailFrom);
+    auto branch = scf::IfOp::create(
+        cb, loc, inStack,
+        [&](OpBuilder &tb, Location tl) {
+          scf::YieldOp::create(tb, tl, stackTiles(tb));
+        },
+        [&](OpBuilder &eb, Location el) {
+          SmallVector<Value> bts = groups.tailMatrices(eb, el, expert);
+          scf::YieldOp::create(eb, el,
+                               kernel.tiles(eb, el, rowsOfGroup, bts, j0));
+        });
+    tiles.assign(branch.getResults().begin(), branch.getResults().end());
+  }
+  Value tile = epilogue ? epilogue(cb, loc, tiles, j0, expert) : tiles.front();
+  OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
+  tensor::ParallelInsertSliceOp::create(
+      ib, loc, tile, body->getArgument(1),
+      ArrayRef<OpFoldResult>{start, j0},
+      ArrayRef<OpFoldResult>{count, ib.getIndexAttr(kernel.wide)},
       ArrayRef<OpFoldResult>{ib.getIndexAttr(1), ib.getIndexAttr(1)});
   return forall.getResult(0);
 }

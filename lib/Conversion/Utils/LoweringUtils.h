@@ -79,10 +79,11 @@ contractTransposedBVectorized(mlir::OpBuilder &b, mlir::Location loc,
 
 /// The epilogue of a fused contraction: given one [rows, w] f32 tile of
 /// A · Bᵀ per B operand, for the w output columns from `col0`, builds the
-/// [rows, w] f32 tile to store.
+/// [rows, w] f32 tile to store. `expert` is the index of the B matrices in
+/// their stack in the grouped form, null otherwise.
 using ContractionEpilogue = llvm::function_ref<mlir::Value(
     mlir::OpBuilder &, mlir::Location, llvm::ArrayRef<mlir::Value> tiles,
-    mlir::Value col0)>;
+    mlir::Value col0, mlir::Value expert)>;
 
 /// E[n, m] = epilogue(C_1[n, m], ..., C_b[n, m]) with C_o = A · B_oᵀ, the
 /// B operands all of one static type (canVectorizeContraction holds for
@@ -94,6 +95,43 @@ mlir::Value contractTransposedBFused(mlir::OpBuilder &b, mlir::Location loc,
                                      llvm::ArrayRef<mlir::Value> bts,
                                      const ContractionOptions &options,
                                      ContractionEpilogue epilogue);
+
+/// The row groups of a grouped contraction: group g < numGroups is the rows
+/// [start[g], start[g] + count[g]) of A and multiplies matrix expert[g] of
+/// each stacked B. `expert`, `start` and `count` are 1-D index tensors with
+/// at least numGroups entries.
+struct RowGroups {
+  mlir::Value numGroups;
+  mlir::Value expert, start, count;
+  /// When set, experts from `tailFrom` on take their B matrices (one per B
+  /// operand, in order, each [m, k]) from `tailMatrices`, and the stacks
+  /// hold only the experts before it (a shared expert's matrices appended
+  /// to the routed experts' stacks, read where they are). The kernel is
+  /// then emitted once for each kind of expert, each with the strides of
+  /// its matrices known.
+  mlir::Value tailFrom;
+  llvm::function_ref<llvm::SmallVector<mlir::Value>(
+      mlir::OpBuilder &, mlir::Location, mlir::Value expert)>
+      tailMatrices = nullptr;
+};
+
+/// Whether the grouped kernel takes A [N, k] and a stacked B [E, m, k].
+bool canVectorizeGroupedContraction(mlir::Value a, mlir::Value stackedBt);
+
+/// The grouped form of contractTransposedBFused (a grouped GEMM): the B
+/// operands are stacks [E, m, k] of one static type, and every group's rows
+/// of the result, epilogue(A[rows] · B_o[expert]ᵀ, ...), are written into
+/// `init` ([N, m] f32), whose other rows are returned unchanged. One
+/// parallel loop covers the (group, column tile) pairs of all groups, so a
+/// layer's experts share one trip to the thread pool. Every element has the
+/// bits the per-group contractTransposedBFused gives it.
+mlir::Value contractGroupedTransposedB(mlir::OpBuilder &b, mlir::Location loc,
+                                       mlir::Value a,
+                                       llvm::ArrayRef<mlir::Value> stackedBts,
+                                       const RowGroups &groups,
+                                       mlir::Value init,
+                                       const ContractionOptions &options,
+                                       ContractionEpilogue epilogue);
 
 /// C[n, m] = Σ_k f32(A[n, k]) · f32(B[m, k]) in f32 (B in nn.Linear layout).
 /// With options.bf16DotProducts and a bf16 B, A is rounded to bf16 first

@@ -753,3 +753,45 @@ func.func @ep_slots_expert(%w: tensor<4x16x8xf32>) {
   %l = moe.ep_slots %w ranks = 2 slot_experts = [0, 1, 2, 4] : tensor<4x16x8xf32> -> tensor<2x16x8xf32>
   return
 }
+
+//===----------------------------------------------------------------------===//
+// moe.stack_experts
+//===----------------------------------------------------------------------===//
+
+func.func @stack_rank(%r: tensor<16x8xf32>, %s: tensor<16x8xf32>) {
+  // expected-error @+1 {{operand 'routed' must have rank 3 [E, R, C], got 'tensor<16x8xf32>'}}
+  %a = moe.stack_experts %r, %s {split_dim = 0} : (tensor<16x8xf32>, tensor<16x8xf32>) -> tensor<?x?x?xf32>
+  return
+}
+
+// -----
+
+func.func @stack_other_dim(%r: tensor<4x16x8xf32>, %s: tensor<32x16xf32>) {
+  // expected-error @+1 {{operand 'shared' must have size 8 in dimension 1 (that of 'routed' in dimension 2), got 16}}
+  %a = moe.stack_experts %r, %s {split_dim = 0} : (tensor<4x16x8xf32>, tensor<32x16xf32>) -> tensor<6x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @stack_multiple(%r: tensor<4x16x8xf32>, %s: tensor<24x8xf32>) {
+  // expected-error @+1 {{operand 'shared' must have a positive multiple of 16 in dimension 0 (split_dim), got 24}}
+  %a = moe.stack_experts %r, %s {split_dim = 0} : (tensor<4x16x8xf32>, tensor<24x8xf32>) -> tensor<5x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @stack_element_type(%r: tensor<4x16x8xf32>, %s: tensor<16x8xbf16>) {
+  // expected-error @+1 {{operands 'routed' and 'shared' must have one element type, got 'f32' and 'bf16'}}
+  %a = moe.stack_experts %r, %s {split_dim = 0} : (tensor<4x16x8xf32>, tensor<16x8xbf16>) -> tensor<5x16x8xf32>
+  return
+}
+
+// -----
+
+func.func @stack_dynamic(%r: tensor<4x16x8xf32>, %s: tensor<?x8xf32>) {
+  // expected-error @+1 {{needs static shapes, got 'tensor<4x16x8xf32>' and 'tensor<?x8xf32>'}}
+  %a = moe.stack_experts %r, %s {split_dim = 0} : (tensor<4x16x8xf32>, tensor<?x8xf32>) -> tensor<?x16x8xf32>
+  return
+}

@@ -279,3 +279,14 @@ func.func @expert_parallel(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %t: index
   %local = moe.ep_slots %wts ranks = 2 slot_experts = [0, 1, 2, 0] : tensor<3x8x4xf32> -> tensor<2x8x4xf32>
   return %out : tensor<?x8xf32>
 }
+
+// A shared expert appended to the routed experts' stack: DeepSeek-V2's
+// shared FFN of twice the routed width becomes two more experts.
+// CHECK-LABEL: func.func @stack_experts
+// CHECK: moe.stack_experts %{{.*}}, %{{.*}} {split_dim = 0 : i64} : (tensor<4x16x8xf32>, tensor<32x8xf32>) -> tensor<6x16x8xf32>
+// CHECK: moe.stack_experts %{{.*}}, %{{.*}} {split_dim = 1 : i64} : (tensor<4x8x16xf32>, tensor<8x32xf32>) -> tensor<6x8x16xf32>
+func.func @stack_experts(%r1: tensor<4x16x8xf32>, %s1: tensor<32x8xf32>, %r2: tensor<4x8x16xf32>, %s2: tensor<8x32xf32>) {
+  %a = moe.stack_experts %r1, %s1 {split_dim = 0} : (tensor<4x16x8xf32>, tensor<32x8xf32>) -> tensor<6x16x8xf32>
+  %b = moe.stack_experts %r2, %s2 {split_dim = 1} : (tensor<4x8x16xf32>, tensor<8x32xf32>) -> tensor<6x8x16xf32>
+  return
+}

@@ -63,6 +63,7 @@ MOE_COMPATIBLE_RETURN_TYPES(DispatchOp)
 MOE_COMPATIBLE_RETURN_TYPES(ExpertFfnOp)
 MOE_COMPATIBLE_RETURN_TYPES(CombineOp)
 MOE_COMPATIBLE_RETURN_TYPES(SharedExpertOp)
+MOE_COMPATIBLE_RETURN_TYPES(StackExpertsOp)
 #undef MOE_COMPATIBLE_RETURN_TYPES
 
 //===----------------------------------------------------------------------===//
@@ -534,6 +535,75 @@ LogicalResult SharedExpertOp::verify() {
                                 "fc1")))
       return failure();
   }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// StackExpertsOp
+//===----------------------------------------------------------------------===//
+
+int64_t StackExpertsOp::getNumSharedExperts() {
+  auto routed = llvm::cast<RankedTensorType>(getRouted().getType());
+  auto shared = llvm::cast<RankedTensorType>(getShared().getType());
+  int64_t dim = getSplitDim();
+  return shared.getDimSize(dim) / routed.getDimSize(dim + 1);
+}
+
+LogicalResult StackExpertsOp::inferReturnTypes(MLIRContext *context,
+                                               std::optional<Location>,
+                                               Adaptor adaptor,
+                                               SmallVectorImpl<Type> &types) {
+  auto routed = llvm::dyn_cast<RankedTensorType>(adaptor.getRouted().getType());
+  auto shared = llvm::dyn_cast<RankedTensorType>(adaptor.getShared().getType());
+  if (!routed || !shared || routed.getRank() != 3 || shared.getRank() != 2) {
+    // The verifier names what is wrong.
+    types.push_back(tensorOf({kDyn, kDyn, kDyn},
+                             elementTypeOr(adaptor.getRouted().getType(),
+                                           Float32Type::get(context))));
+    return success();
+  }
+  int64_t dim = adaptor.getSplitDim();
+  int64_t part = routed.getDimSize(dim + 1);
+  int64_t whole = shared.getDimSize(dim);
+  int64_t experts = kDyn;
+  if (!ShapedType::isDynamic(routed.getDimSize(0)) &&
+      !ShapedType::isDynamic(part) && !ShapedType::isDynamic(whole) &&
+      part > 0)
+    experts = routed.getDimSize(0) + whole / part;
+  types.push_back(tensorOf({experts, routed.getDimSize(1),
+                            routed.getDimSize(2)},
+                           routed.getElementType()));
+  return success();
+}
+
+LogicalResult StackExpertsOp::verify() {
+  Operation *op = getOperation();
+  if (failed(checkRank(op, "routed", getRouted(), {"E", "R", "C"})) ||
+      failed(checkRank(op, "shared", getShared(), {"R'", "C'"})))
+    return failure();
+  auto routed = llvm::cast<RankedTensorType>(getRouted().getType());
+  auto shared = llvm::cast<RankedTensorType>(getShared().getType());
+  if (!routed.hasStaticShape() || !shared.hasStaticShape())
+    return emitOpError() << "needs static shapes, got " << routed << " and "
+                         << shared;
+  if (routed.getElementType() != shared.getElementType())
+    return emitOpError() << "operands 'routed' and 'shared' must have one "
+                            "element type, got "
+                         << routed.getElementType() << " and "
+                         << shared.getElementType();
+  int64_t dim = getSplitDim(), other = 1 - dim;
+  int64_t part = routed.getDimSize(dim + 1);
+  if (shared.getDimSize(other) != routed.getDimSize(other + 1))
+    return emitOpError() << "operand 'shared' must have size "
+                         << routed.getDimSize(other + 1) << " in dimension "
+                         << other << " (that of 'routed' in dimension "
+                         << other + 1 << "), got " << shared.getDimSize(other);
+  if (part == 0 || shared.getDimSize(dim) % part != 0 ||
+      shared.getDimSize(dim) == 0)
+    return emitOpError() << "operand 'shared' must have a positive multiple "
+                            "of "
+                         << part << " in dimension " << dim
+                         << " (split_dim), got " << shared.getDimSize(dim);
   return success();
 }
 

@@ -428,6 +428,52 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [AttrSizedOperandSegments]> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// moe.stack_experts
+//===----------------------------------------------------------------------===//
+
+def MoE_StackExpertsOp : MoE_Op<"stack_experts"> {
+  let summary = "routed experts' weights with a shared expert's appended";
+  let description = [{
+    The stacked weights of E routed experts ([E, R, C]) followed by those of
+    a shared expert ([R', C']) cut into `m` equal experts along
+    `split_dim` (0: rows, R' = m · R; 1: columns, C' = m · C; the other
+    size equal): result [E + m, R, C] with `result[e] = routed[e]` for
+    e < E and `result[E + j]` the j-th chunk of `shared`. Splitting is exact
+    for an FFN: `fc2 · act(fc1 · x)` over I' = m · I intermediate features
+    is the sum of the m FFNs over consecutive chunks of I features (fc1 and
+    fc3 cut by rows, fc2 by columns).
+
+    `moe-fuse-shared-expert` writes it to run a shared expert as m more
+    always-selected slots of the routed grouped FFN. The grouped FFN's
+    lowering reads the routed and shared weights where they are; any other
+    use copies them into one tensor.
+
+    Example (DeepSeek-V2: a shared FFN twice the routed width):
+    ```mlir
+    %fc2 = moe.stack_experts %routed_fc2, %shared_fc2 {split_dim = 1}
+        : (tensor<160x5120x1536xbf16>, tensor<5120x3072xbf16>)
+        -> tensor<162x5120x1536xbf16>
+    ```
+  }];
+
+  let arguments = (ins
+    MoE_FloatTensor:$routed,
+    MoE_FloatTensor:$shared,
+    ConfinedAttr<I64Attr, [IntMinValue<0>, IntMaxValue<1>]>:$split_dim
+  );
+  let results = (outs MoE_FloatTensor:$result);
+
+  let assemblyFormat = [{
+    $routed `,` $shared attr-dict `:` functional-type(operands, results)
+  }];
+
+  let extraClassDeclaration = [{
+    /// The number m of experts the shared matrix is cut into.
+    int64_t getNumSharedExperts();
+  }];
+}
+
 include "moe-mlir/Dialect/MoE/IR/MoEParallelOps.td"
 
 #endif // MOE_MLIR_DIALECT_MOE_IR_MOEOPS_TD

@@ -63,6 +63,47 @@ def MoEFuseGateUp : Pass<"moe-fuse-gate-up"> {
   ];
 }
 
+def MoEFuseSharedExpert : Pass<"moe-fuse-shared-expert"> {
+  let summary = "Run each shared expert as always-selected slots of its layer's routed experts";
+  let description = [{
+    Rewrites a MoE layer whose output is `routed + shared`, where `routed`
+    is `moe.combine` of `moe.expert_ffn` of `moe.dispatch` (all dropless) of
+    a token-choice `moe.route`, and `shared` a `moe.shared_expert` of the
+    same hidden states, into one routed layer: the shared FFN of width
+    m · I (I the routed experts' width) becomes m experts E .. E+m-1 that
+    every token selects, with weight `sigmoid(h · gateᵀ)` (Qwen's shared
+    expert gate) or 1 (DeepSeek), appended after the router's k choices.
+    The weights are stacked with `moe.stack_experts`, which the grouped
+    FFN's lowering reads in place, so the routed and shared FFNs run as one
+    grouped GEMM (one parallel loop per projection for the whole layer)
+    instead of a separate dense FFN.
+
+    Values: the shared output is added in f32 after the routed slots, in
+    the combine's fixed order. For f32 models with m = 1 (DeepSeek-V3) this
+    is bitwise the unfused result; with m > 1 (Qwen-MoE, DeepSeek-V2) the
+    shared FFN's sum over its intermediate features is split into m partial
+    sums (reassociation), and for bf16/f16 the routed and shared parts are
+    added before, not after, rounding to the model type.
+
+    Left alone (with a remark saying why): dense MLPs (a shared expert not
+    added to a routed output), FFNs with biases, activations, gatings or
+    clamps that differ, concatenated or interleaved gate/up weights, a
+    shared width that is not a multiple of the routed one, capacity and
+    expert-choice layers, a combine with a passthrough, and layers whose
+    intermediate results have other uses (e.g. after moe-expert-parallel).
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::tensor::TensorDialect",
+  ];
+  let statistics = [
+    Statistic<"numFused", "fused", "Shared experts fused into their routed layer">,
+    Statistic<"numNotFused", "not-fused", "Shared experts left alone">,
+  ];
+}
+
 def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
   let summary = "Shard the experts of every MoE layer over an expert-parallel group";
   let description = [{
@@ -100,7 +141,8 @@ def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
     Calls of functions that hold MoE layers (an importer's per-layer
     function) are inlined first, so that every layer is placed on its own.
     The function gets `moe.expert_parallel = ranks`. Attention, dense and
-    shared-expert layers stay replicated. Each assignment is computed by
+    shared-expert layers stay replicated (moe-fuse-shared-expert, which
+    moe-compile runs after sharding, leaves sharded layers alone). Each assignment is computed by
     exactly the kernel, and combined in exactly the order, of the unsharded
     layer, so every rank's results are bitwise those of the unsharded
     program. Expert-choice layers and placements that cannot hold the
