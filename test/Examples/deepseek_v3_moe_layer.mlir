@@ -6,7 +6,7 @@
 
 // PIPE-LABEL: func.func @deepseek_v3_moe
 // PIPE-SAME:   (%[[X:.+]]: tensor<?x7168xbf16>, %[[G:.+]]: tensor<256x7168xf32>, %[[BIAS:.+]]: tensor<256xf32>
-// PIPE:        %[[LOGITS:.+]] = linalg.generic {{.*}} ins(%[[X]], %[[G]] : tensor<?x7168xbf16>, tensor<256x7168xf32>) outs(%{{.+}} : tensor<?x256xf32>)
+// PIPE:        %[[LOGITS:.+]] = linalg.matmul {{.*}} ins(%[[X]], %[[G]] : tensor<?x7168xbf16>, tensor<256x7168xf32>) outs(%{{.+}} : tensor<?x256xf32>)
 // PIPE:        %[[IDS:.+]], %[[W:.+]] = moe.route %[[LOGITS]] selection_bias(%[[BIAS]]) k = 8 scoring = sigmoid
 // PIPE-NEXT:   moe.dispatch dropless %[[X]], %[[IDS]] experts = 256
 // PIPE:        moe.shared_expert %[[X]]

@@ -5,9 +5,10 @@
 // A whole Mixtral layer lowers to upstream ops only.
 // CHECK-LABEL: func.func @mixtral
 // CHECK-NOT:   moe.
-// Router: the logits contraction, the softmax, then k argmax steps that
-// reduce over the experts inside an scf.for.
-// CHECK:       linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]
+// Router: the logits x · Wᵀ (a linalg.matmul, which the CPU pipeline puts
+// on its vector kernel), the softmax, then k argmax steps that reduce over
+// the experts inside an scf.for.
+// CHECK:       linalg.matmul
 // CHECK:       math.exp
 // CHECK:       scf.for
 // CHECK:         linalg.generic {{.*}}iterator_types = ["parallel", "reduction"]

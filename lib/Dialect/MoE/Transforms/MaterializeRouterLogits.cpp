@@ -59,26 +59,23 @@ struct MaterializeRouterLogits : OpRewritePattern<RouteOp> {
     Value init =
         linalg::FillOp::create(rewriter, loc, zero, empty).getResult(0);
 
-    // Contraction over H: (t, e, h) -> x[t, h] * W[e, h] into out[t, e].
+    // logits = x · Wᵀ, a linalg.matmul reading W in its [E, H] layout
+    // (products of the operands extended to f32, summed in f32): the CPU
+    // pipeline runs it on the vector kernel (convert-linalg-matmul-to-kernel)
+    // like any other x · Wᵀ projection.
     MLIRContext *ctx = rewriter.getContext();
     AffineExpr t, e, h;
     bindDims(ctx, t, e, h);
-    SmallVector<AffineMap> maps = {AffineMap::get(3, 0, {t, h}, ctx),
-                                   AffineMap::get(3, 0, {e, h}, ctx),
-                                   AffineMap::get(3, 0, {t, e}, ctx)};
-    SmallVector<utils::IteratorType> iterators = {
-        utils::IteratorType::parallel, utils::IteratorType::parallel,
-        utils::IteratorType::reduction};
+    SmallVector<Attribute> maps = {
+        AffineMapAttr::get(AffineMap::get(3, 0, {t, h}, ctx)),
+        AffineMapAttr::get(AffineMap::get(3, 0, {e, h}, ctx)),
+        AffineMapAttr::get(AffineMap::get(3, 0, {t, e}, ctx))};
     Value logits =
-        linalg::GenericOp::create(
+        linalg::MatmulOp::create(
             rewriter, loc, TypeRange{logitsType}, ValueRange{hidden, weight},
-            ValueRange{init}, maps, iterators,
-            [](OpBuilder &b, Location l, ValueRange args) {
-              Value product = arith::MulFOp::create(
-                  b, l, extendToF32(b, l, args[0]), extendToF32(b, l, args[1]));
-              Value sum = arith::AddFOp::create(b, l, args[2], product);
-              linalg::YieldOp::create(b, l, sum);
-            })
+            ValueRange{init},
+            {rewriter.getNamedAttr("indexing_maps",
+                                   rewriter.getArrayAttr(maps))})
             .getResult(0);
 
     // Optional bias, and rounding to the hidden element type.

@@ -10,12 +10,8 @@
 // CHECK:       %[[EMPTY:.+]] = tensor.empty() : tensor<5x8xf32>
 // CHECK:       %[[ZERO:.+]] = arith.constant 0.000000e+00 : f32
 // CHECK:       %[[INIT:.+]] = linalg.fill ins(%[[ZERO]] : f32) outs(%[[EMPTY]] : tensor<5x8xf32>)
-// CHECK:       %[[LOGITS:.+]] = linalg.generic {indexing_maps = [#[[X_MAP]], #[[W_MAP]], #[[OUT_MAP]]], iterator_types = ["parallel", "parallel", "reduction"]}
+// CHECK:       %[[LOGITS:.+]] = linalg.matmul indexing_maps = [#[[X_MAP]], #[[W_MAP]], #[[OUT_MAP]]]
 // CHECK-SAME:      ins(%[[X]], %[[W]] : tensor<5x16xf32>, tensor<8x16xf32>) outs(%[[INIT]] : tensor<5x8xf32>)
-// CHECK-NEXT:  ^bb0(%[[A:.+]]: f32, %[[C:.+]]: f32, %[[ACC:.+]]: f32):
-// CHECK-NEXT:    %[[P:.+]] = arith.mulf %[[A]], %[[C]] : f32
-// CHECK-NEXT:    %[[S:.+]] = arith.addf %[[ACC]], %[[P]] : f32
-// CHECK-NEXT:    linalg.yield %[[S]] : f32
 // CHECK:       moe.route %[[LOGITS]] selection_bias(%[[B]]) k = 2 scoring = sigmoid {group_score = #moe.group_score<top2_sum>, n_group = 2 : i64, renormalize, routed_scaling_factor = 2.500000e+00 : f32, topk_group = 1 : i64}
 // CHECK-SAME:  : (tensor<5x8xf32>, tensor<8xf32>) -> (tensor<5x2xi32>, tensor<5x2xf32>)
 func.func @f32_router(%x: tensor<5x16xf32>, %w: tensor<8x16xf32>, %b: tensor<8xf32>) -> (tensor<5x2xi32>, tensor<5x2xf32>) {
@@ -35,11 +31,7 @@ func.func @f32_router(%x: tensor<5x16xf32>, %w: tensor<8x16xf32>, %b: tensor<8xf
 // CHECK:       %[[C0:.+]] = arith.constant 0 : index
 // CHECK:       %[[T:.+]] = tensor.dim %[[X]], %[[C0]] : tensor<?x16xbf16>
 // CHECK:       tensor.empty(%[[T]]) : tensor<?x8xf32>
-// CHECK:       %[[LOGITS:.+]] = linalg.generic
-// CHECK:         arith.extf %{{.+}} : bf16 to f32
-// CHECK:         arith.extf %{{.+}} : bf16 to f32
-// CHECK:         arith.mulf
-// CHECK:         arith.addf
+// CHECK:       %[[LOGITS:.+]] = linalg.matmul indexing_maps = [#{{.+}}, #{{.+}}, #{{.+}}] ins(%[[X]], %[[W]] : tensor<?x16xbf16>, tensor<8x16xbf16>) outs(%{{.+}} : tensor<?x8xf32>)
 // CHECK:       %[[OUT:.+]] = tensor.empty(%[[T]]) : tensor<?x8xbf16>
 // CHECK:       %[[ROUNDED:.+]] = linalg.generic {{.*}} ins(%[[LOGITS]], %[[B]] : tensor<?x8xf32>, tensor<8xbf16>) outs(%[[OUT]] : tensor<?x8xbf16>)
 // CHECK-NEXT:  ^bb0(%[[L:.+]]: f32, %[[BV:.+]]: bf16, %{{.+}}: bf16):
@@ -59,7 +51,7 @@ func.func @bf16_router_bias_round(%x: tensor<?x16xbf16>, %w: tensor<8x16xbf16>, 
 // Without round_logits, bf16 hidden states still give f32 logits and no
 // epilogue (DeepSeek computes its router in f32).
 // CHECK-LABEL: func.func @bf16_router_f32_logits
-// CHECK:       %[[LOGITS:.+]] = linalg.generic
+// CHECK:       %[[LOGITS:.+]] = linalg.matmul
 // CHECK-NOT:   arith.truncf
 // CHECK:       moe.route %[[LOGITS]] k = 1 scoring = softmax : (tensor<3x4xf32>)
 func.func @bf16_router_f32_logits(%x: tensor<3x16xbf16>, %w: tensor<4x16xf32>) -> (tensor<3x1xi32>, tensor<3x1xf32>) {
@@ -86,7 +78,7 @@ func.func @logits_router_untouched(%l: tensor<?x8xf16>) -> (tensor<?x2xi32>, ten
 // Expert-choice routers are materialized the same way; the results keep
 // their [E, C] shape.
 // CHECK-LABEL: func.func @expert_choice_router
-// CHECK:       %[[LOGITS:.+]] = linalg.generic
+// CHECK:       %[[LOGITS:.+]] = linalg.matmul
 // CHECK:       moe.route %[[LOGITS]] k = 1 scoring = softmax {capacity_factor = 2.000000e+00 : f32, mode = #moe.routing_mode<expert_choice>} : (tensor<8x4xf32>) -> (tensor<4x4xi32>, tensor<4x4xf32>)
 func.func @expert_choice_router(%x: tensor<8x16xf32>, %w: tensor<4x16xf32>) -> (tensor<4x4xi32>, tensor<4x4xf32>) {
   %i, %p = moe.route %x weight(%w) k = 1 scoring = softmax {mode = #moe.routing_mode<expert_choice>, capacity_factor = 2.0 : f32}

@@ -13,7 +13,8 @@ def MoEMaterializeRouterLogits : Pass<"moe-materialize-router-logits"> {
   let summary = "Compute router logits with linalg, leaving moe.route on logits";
   let description = [{
     Rewrites every `moe.route` that multiplies hidden states by its own router
-    weight into an explicit `linalg.generic` computing
+    weight into an explicit `linalg.matmul` (reading W in its [E, H] layout,
+    f32 result) and, with a bias, a `linalg.generic` adding it:
 
     ```
     logits[t, e] = Σ_h f32(x[t, h]) · f32(W[e, h])  (+ f32(b[e]))
@@ -25,8 +26,8 @@ def MoEMaterializeRouterLogits : Pass<"moe-materialize-router-logits"> {
     specifies. A `moe.route` that already takes logits is left alone.
 
     This is the first step of lowering a router: the logits matmul becomes an
-    ordinary linalg op that tiling, vectorization and fusion (e.g. with a
-    preceding RMSNorm) handle like any other, and what remains of
+    ordinary linalg op that the CPU pipeline runs on its vector x · Wᵀ kernel
+    (in parallel, like the model's other projections), and what remains of
     `moe.route` is pure per-token selection.
   }];
   let dependentDialects = [
