@@ -248,10 +248,15 @@ typedef struct MoeMlirCompileOptions {
   /// activations where the CPU has avx512bf16), "on" or "off" (exact f32
   /// products); NULL means "auto" (moe-compile --bf16-dot).
   const char *bf16Dot;
+  /// The optimization pipeline (moe-optimize): NULL or "" for the default,
+  /// "off" to skip it (moe-compile --optimize=false), or its options as
+  /// moe-opt takes them, separated by spaces or commas, e.g.
+  /// "fuse-shared-expert=false weight-absorption=naive".
+  const char *optimize;
 } MoeMlirCompileOptions;
 
 /// target "cpu", expertParallelism 1, cpu "native", entry NULL, bf16Dot
-/// "auto".
+/// "auto", optimize NULL.
 MOE_MLIR_CAPI_EXPORTED void
 moeMlirCompileOptionsInit(MoeMlirCompileOptions *options);
 

@@ -501,6 +501,7 @@ void moeMlirCompileOptionsInit(MoeMlirCompileOptions *options) {
   options->cpu = "native";
   options->entry = nullptr;
   options->bf16Dot = "auto";
+  options->optimize = nullptr;
 }
 
 static MoeMlirStatus readFile(const std::string &path,
@@ -561,6 +562,10 @@ MoeMlirStatus moeMlirModuleCompile(MoeMlirModule module,
     return invalidArgument(error);
   moe_mlir::LowerOptions lowering;
   lowering.contraction = *contraction;
+  if (failed(moe_mlir::parseOptimizeOptions(
+          options->optimize ? options->optimize : "", lowering.optimize,
+          lowering.optimization, error)))
+    return invalidArgument(error);
 
   ModuleImpl *impl = unwrap(module);
   llvm::SmallString<128> dir;

@@ -73,6 +73,56 @@ std::string moe_mlir::optimizePipelineText(const OptimizeOptions &options) {
   return "builtin.module(" + llvm::join(passes, ",") + ")";
 }
 
+LogicalResult moe_mlir::parseOptimizeOptions(StringRef text, bool &enabled,
+                                             OptimizeOptions &options,
+                                             std::string &error) {
+  enabled = true;
+  options = OptimizeOptions();
+  text = text.trim();
+  if (text == "off") {
+    enabled = false;
+    return success();
+  }
+  SmallVector<StringRef> items;
+  SplitString(text, items, " ,");
+  auto parseBool = [&](StringRef key, StringRef value, bool &out) {
+    if (value == "true" || value == "1") {
+      out = true;
+      return success();
+    }
+    if (value == "false" || value == "0") {
+      out = false;
+      return success();
+    }
+    error = "optimization option '" + key.str() + "': expected true or "
+            "false, got '" + value.str() + "'";
+    return failure();
+  };
+  for (StringRef item : items) {
+    auto [key, value] = item.split('=');
+    if (key == "weight-absorption") {
+      if (!llvm::is_contained({"cost", "absorbed", "naive", "off"}, value)) {
+        error = "optimization option 'weight-absorption': expected cost, "
+                "absorbed, naive or off, got '" + value.str() + "'";
+        return failure();
+      }
+      options.weightAbsorption = value.str();
+    } else if (key == "fuse-gate-up") {
+      if (failed(parseBool(key, value, options.fuseGateUp)))
+        return failure();
+    } else if (key == "fuse-shared-expert") {
+      if (failed(parseBool(key, value, options.fuseSharedExpert)))
+        return failure();
+    } else {
+      error = "unknown optimization option '" + key.str() +
+              "' (known: weight-absorption, fuse-gate-up, "
+              "fuse-shared-expert; or 'off')";
+      return failure();
+    }
+  }
+  return success();
+}
+
 LogicalResult moe_mlir::buildOptimizePipeline(OpPassManager &pm,
                                               const OptimizeOptions &options) {
   // An unknown mode reaches mla-weight-absorption, which reports it.

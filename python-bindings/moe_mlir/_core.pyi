@@ -138,14 +138,16 @@ class Module:
     def compile(self, *, target: Literal["cpu", "cuda"] = "cpu", ep: int = 1,
                 cpu: str = "native", entry: Optional[str] = None,
                 weights: _Paths = None,
-                bf16_dot: Literal["auto", "on", "off"] = "auto"
-                ) -> CompiledModel:
+                bf16_dot: Literal["auto", "on", "off"] = "auto",
+                optimize: str = "") -> CompiledModel:
         """Compiles ahead of time (moe-compile) and loads the library; the
         module is left unchanged. target='cuda' raises UnsupportedError;
         ep=N shards the experts over N ranks (save() it, run it with
         moe-run --ep N). bf16_dot: with bf16 weights, AVX512-BF16 dot
         products on bf16-rounded activations ('auto': where the CPU has
-        avx512bf16; 'off': exact f32 products)."""
+        avx512bf16; 'off': exact f32 products). optimize: moe-optimize's
+        options as moe-opt takes them ('fuse-shared-expert=false
+        weight-absorption=naive'), '' for the defaults, 'off' to skip it."""
 
 def import_hf(directory: _Path, *, shape_only: bool = False) -> Module:
     """Imports a Hugging Face checkpoint directory (moe-import DIR)."""

@@ -516,7 +516,8 @@ public:
                                          const std::string &cpu,
                                          std::optional<std::string> entry,
                                          py::handle weights,
-                                         const std::string &bf16Dot) {
+                                         const std::string &bf16Dot,
+                                         const std::string &optimize) {
     MoeMlirCompileOptions options;
     moeMlirCompileOptionsInit(&options);
     options.target = target.c_str();
@@ -524,6 +525,7 @@ public:
     options.cpu = cpu.c_str();
     options.entry = entry ? entry->c_str() : nullptr;
     options.bf16Dot = bf16Dot.c_str();
+    options.optimize = optimize.c_str();
     MoeMlirCompiledModel handle{nullptr};
     MoeMlirStatus status;
     {
@@ -796,6 +798,7 @@ PYBIND11_MODULE(_core, m) {
       .def("compile", &Module::compile, py::kw_only(), "target"_a = "cpu",
            "ep"_a = 1, "cpu"_a = "native", "entry"_a = py::none(),
            "weights"_a = py::none(), "bf16_dot"_a = "auto",
+           "optimize"_a = "",
            "Compiles the module ahead of time, as moe-compile does, and "
            "loads it. target: 'cpu' ('cuda' raises UnsupportedError: there "
            "is no GPU code generation); ep: shard the experts over ep ranks (save it "
@@ -805,7 +808,9 @@ PYBIND11_MODULE(_core, m) {
            "inputs from instead of the recorded one; bf16_dot: 'auto' "
            "(AVX512-BF16 dot products on bf16-rounded activations for bf16 "
            "weights where the CPU has avx512bf16), 'on' or 'off' (exact f32 "
-           "products). The module is left unchanged.");
+           "products); optimize: the moe-optimize pipeline's options "
+           "('fuse-shared-expert=false weight-absorption=naive'), '' for the "
+           "defaults or 'off' to skip it. The module is left unchanged.");
 
   m.attr("__version__") = MOE_MLIR_VERSION;
   m.def("import_hf", &importHF, "directory"_a, py::kw_only(),

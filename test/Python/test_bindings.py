@@ -168,11 +168,8 @@ def test_hf_expert_parallel_saved_model(hf, tmp_path):
     logits_path = str(tmp_path / "logits-ep2.npy")
     run_tool([MOE_RUN, library, "--ep", "2", "--tokens",
               ",".join(map(str, PROMPT)), "--logits-out", logits_path])
-    unsharded_path = str(tmp_path / "logits-ep1.npy")
-    run_tool([MOE_RUN, "--hf", hf.directory, "--fuse-shared-expert=false",
-              "--tokens", ",".join(map(str, PROMPT)), "--logits-out",
-              unsharded_path])
-    assert np.array_equal(np.load(logits_path), np.load(unsharded_path))
+    unsharded = hf.module.compile(optimize="fuse-shared-expert=false")
+    assert np.array_equal(np.load(logits_path), unsharded.logits(PROMPT))
 
 
 def test_hf_module_text_is_moe_import_output(hf):
@@ -603,3 +600,22 @@ def test_docstrings_and_stubs():
     assert any(isinstance(n, ast.FunctionDef) and n.name == "import_model"
                for n in init_stub.body)
     assert os.path.exists(os.path.join(package, "py.typed"))
+
+
+def test_compile_optimize_options():
+    """compile(optimize=...) takes moe-optimize's options as moe-opt does,
+    or 'off'; a bad one is an InvalidArgumentError naming it."""
+    module = moe_mlir.Module.from_file(ADD_MLIR)
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    for optimize in ("", "off", "fuse-shared-expert=false, fuse-gate-up=0",
+                     "weight-absorption=naive"):
+        out = module.compile(optimize=optimize)(a, a)["sum"]
+        assert np.array_equal(out, a + a), optimize
+    with pytest.raises(moe_mlir.InvalidArgumentError) as info:
+        module.compile(optimize="fuse-gate-up=maybe")
+    assert raised(info) == ("optimization option 'fuse-gate-up': expected "
+                            "true or false, got 'maybe'")
+    with pytest.raises(moe_mlir.InvalidArgumentError) as info:
+        module.compile(optimize="fuse-everything")
+    assert raised(info).startswith(
+        "unknown optimization option 'fuse-everything' (known: ")

@@ -9,6 +9,7 @@
 
 #include "moe-mlir/Conversion/ContractionOptions.h"
 
+#include "llvm/ADT/StringRef.h"
 #include "llvm/Support/LogicalResult.h"
 
 #include <string>
@@ -39,6 +40,14 @@ struct OptimizeOptions {
   /// its layer's routed experts (one grouped FFN).
   bool fuseSharedExpert = true;
 };
+
+/// Reads the optimization choices from text: "" (the defaults), "off" (no
+/// optimization pipeline: `enabled` false) or moe-optimize's options
+/// ("fuse-shared-expert=false weight-absorption=naive", spaces or commas
+/// between them). Fails with a one-line `error` naming the bad option.
+llvm::LogicalResult parseOptimizeOptions(llvm::StringRef text, bool &enabled,
+                                         OptimizeOptions &options,
+                                         std::string &error);
 
 /// The textual form of the default optimization pipeline, run on moe/mla
 /// ops before the CPU pipeline (moe-opt --moe-optimize).
