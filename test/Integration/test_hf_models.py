@@ -220,26 +220,33 @@ def test_without_optimizations(name):
         check_model(["--hf", directory, "--optimize=false"], directory, tmp)
 
 
+def runs_with_switch(name, flag):
+    """(tokens, prompt logits, cached decode steps' logits) of moe-run on
+    case `name` with `--FLAG=true` and with `--FLAG=false`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = os.path.join(tmp, "model")
+        make_checkpoint(directory, CASES[name])
+        outs = []
+        for value in ("true", "false"):
+            logits = os.path.join(tmp, f"logits-{value}.npy")
+            steps = os.path.join(tmp, f"steps-{value}.npy")
+            tokens = run([MOE_RUN, "--hf", directory, f"--{flag}={value}",
+                          "--tokens", ",".join(map(str, PROMPT)),
+                          "--logits-out", logits, "--generate", str(GENERATE),
+                          "--generate-logits-out", steps])
+            outs.append((tokens, np.load(logits), np.load(steps)))
+        return outs
+
+
 @pytest.mark.parametrize("name", ["mixtral", "qwen2_moe", "deepseek_v2"])
 def test_gate_up_fusion_bitwise(name):
     """moe-fuse-gate-up changes no bit: every product keeps its summation
     order. Prompt logits and every cached decode step's logits are compared
     with the pass on (the default) and off."""
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = os.path.join(tmp, "model")
-        make_checkpoint(directory, CASES[name])
-        outs = []
-        for fused in ("true", "false"):
-            logits = os.path.join(tmp, f"logits-{fused}.npy")
-            steps = os.path.join(tmp, f"steps-{fused}.npy")
-            tokens = run([MOE_RUN, "--hf", directory, f"--fuse-gate-up={fused}",
-                          "--tokens", ",".join(map(str, PROMPT)),
-                          "--logits-out", logits, "--generate", str(GENERATE),
-                          "--generate-logits-out", steps])
-            outs.append((tokens, np.load(logits), np.load(steps)))
-        assert outs[0][0] == outs[1][0]
-        assert np.array_equal(outs[0][1], outs[1][1])
-        assert np.array_equal(outs[0][2], outs[1][2])
+    fused, unfused = runs_with_switch(name, "fuse-gate-up")
+    assert fused[0] == unfused[0]
+    assert np.array_equal(fused[1], unfused[1])
+    assert np.array_equal(fused[2], unfused[2])
 
 
 def test_generate_repeat():
@@ -273,24 +280,11 @@ def test_shared_expert_fusion(name, bitwise):
     routed widths wide here, so their sum over the intermediate features is
     split in two (f32 reassociation): within 1e-5 of max|logit|, the same
     tokens. Both are checked against the reference by test_jit."""
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = os.path.join(tmp, "model")
-        make_checkpoint(directory, CASES[name])
-        outs = []
-        for fused in ("true", "false"):
-            logits = os.path.join(tmp, f"logits-{fused}.npy")
-            steps = os.path.join(tmp, f"steps-{fused}.npy")
-            tokens = run([MOE_RUN, "--hf", directory,
-                          f"--fuse-shared-expert={fused}",
-                          "--tokens", ",".join(map(str, PROMPT)),
-                          "--logits-out", logits, "--generate", str(GENERATE),
-                          "--generate-logits-out", steps])
-            outs.append((tokens, np.load(logits), np.load(steps)))
-        assert outs[0][0] == outs[1][0]
-        for fused, unfused in ((outs[0][1], outs[1][1]),
-                               (outs[0][2], outs[1][2])):
-            if bitwise:
-                assert np.array_equal(fused, unfused)
-            else:
-                err = float(np.abs(fused - unfused).max())
-                assert err <= 1e-5 * float(np.abs(unfused).max()), err
+    fused, unfused = runs_with_switch(name, "fuse-shared-expert")
+    assert fused[0] == unfused[0]
+    for ours, theirs in ((fused[1], unfused[1]), (fused[2], unfused[2])):
+        if bitwise:
+            assert np.array_equal(ours, theirs)
+        else:
+            err = float(np.abs(ours - theirs).max())
+            assert err <= 1e-5 * float(np.abs(theirs).max()), err

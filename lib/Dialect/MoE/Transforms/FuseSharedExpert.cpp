@@ -210,22 +210,7 @@ struct MoEFuseSharedExpertPass
     Value extraWeights;
     Value one = arith::ConstantOp::create(b, loc, f32, b.getF32FloatAttr(1.0f));
     if (Value gate = shared.getGate()) {
-      AffineExpr m, n, kk;
-      bindDims(ctx, m, n, kk);
-      SmallVector<Attribute> maps = {
-          AffineMapAttr::get(AffineMap::get(3, 0, {m, kk}, ctx)),
-          AffineMapAttr::get(AffineMap::get(3, 0, {n, kk}, ctx)),
-          AffineMapAttr::get(AffineMap::get(3, 0, {m, n}, ctx))};
-      Value zero =
-          arith::ConstantOp::create(b, loc, f32, b.getF32FloatAttr(0.0f));
-      Value init =
-          linalg::FillOp::create(b, loc, zero, twoD(1, f32)).getResult(0);
-      Value logit =
-          linalg::MatmulOp::create(
-              b, loc, TypeRange{init.getType()}, ValueRange{h, gate},
-              ValueRange{init},
-              {b.getNamedAttr("indexing_maps", b.getArrayAttr(maps))})
-              .getResult(0);
+      Value logit = buildMatmulTransposedB(b, loc, h, gate); // [T, 1]
       AffineMap firstColumn =
           AffineMap::get(2, 0, {b.getAffineDimExpr(0),
                                 b.getAffineConstantExpr(0)},

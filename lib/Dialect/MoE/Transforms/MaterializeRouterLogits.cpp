@@ -43,40 +43,16 @@ struct MaterializeRouterLogits : OpRewritePattern<RouteOp> {
     Value hidden = op.getInput();
     Value weight = op.getRouterWeight();
     auto hiddenType = cast<RankedTensorType>(hidden.getType());
-    int64_t experts = op.getNumExperts();
     Type f32 = rewriter.getF32Type();
 
-    // logits = zeros([T, E]) in f32; T may be dynamic.
+    // logits = x · Wᵀ in f32, on the vector kernel like any other x · Wᵀ
+    // projection; T may be dynamic.
+    Value logits = buildMatmulTransposedB(rewriter, loc, hidden, weight);
+    auto logitsType = cast<RankedTensorType>(logits.getType());
     SmallVector<Value> dynamicSizes;
     if (hiddenType.isDynamicDim(0))
       dynamicSizes.push_back(tensor::DimOp::create(rewriter, loc, hidden, 0));
-    auto logitsType = RankedTensorType::get({hiddenType.getDimSize(0), experts},
-                                            f32);
-    Value empty = tensor::EmptyOp::create(rewriter, loc, logitsType.getShape(),
-                                          f32, dynamicSizes);
-    Value zero = arith::ConstantOp::create(rewriter, loc, f32,
-                                           rewriter.getF32FloatAttr(0.0f));
-    Value init =
-        linalg::FillOp::create(rewriter, loc, zero, empty).getResult(0);
-
-    // logits = x · Wᵀ, a linalg.matmul reading W in its [E, H] layout
-    // (products of the operands extended to f32, summed in f32): the CPU
-    // pipeline runs it on the vector kernel (convert-linalg-matmul-to-kernel)
-    // like any other x · Wᵀ projection.
     MLIRContext *ctx = rewriter.getContext();
-    AffineExpr t, e, h;
-    bindDims(ctx, t, e, h);
-    SmallVector<Attribute> maps = {
-        AffineMapAttr::get(AffineMap::get(3, 0, {t, h}, ctx)),
-        AffineMapAttr::get(AffineMap::get(3, 0, {e, h}, ctx)),
-        AffineMapAttr::get(AffineMap::get(3, 0, {t, e}, ctx))};
-    Value logits =
-        linalg::MatmulOp::create(
-            rewriter, loc, TypeRange{logitsType}, ValueRange{hidden, weight},
-            ValueRange{init},
-            {rewriter.getNamedAttr("indexing_maps",
-                                   rewriter.getArrayAttr(maps))})
-            .getResult(0);
 
     // Optional bias, and rounding to the hidden element type.
     Value bias = op.getRouterBias();
@@ -144,4 +120,27 @@ struct MoEMaterializeRouterLogitsPass
 void moe_mlir::moe::populateMaterializeRouterLogitsPatterns(
     RewritePatternSet &patterns) {
   patterns.add<MaterializeRouterLogits>(patterns.getContext());
+}
+
+Value moe_mlir::moe::buildMatmulTransposedB(OpBuilder &b, Location loc,
+                                            Value x, Value w) {
+  MLIRContext *ctx = b.getContext();
+  Type f32 = b.getF32Type();
+  OpFoldResult rows = tensor::getMixedSize(b, loc, x, 0);
+  int64_t cols = cast<RankedTensorType>(w.getType()).getDimSize(0);
+  Value empty = tensor::EmptyOp::create(
+      b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(cols)}, f32);
+  Value zero = arith::ConstantOp::create(b, loc, f32, b.getF32FloatAttr(0.0f));
+  Value init = linalg::FillOp::create(b, loc, zero, empty).getResult(0);
+  AffineExpr t, n, k;
+  bindDims(ctx, t, n, k);
+  SmallVector<Attribute> maps = {
+      AffineMapAttr::get(AffineMap::get(3, 0, {t, k}, ctx)),
+      AffineMapAttr::get(AffineMap::get(3, 0, {n, k}, ctx)),
+      AffineMapAttr::get(AffineMap::get(3, 0, {t, n}, ctx))};
+  return linalg::MatmulOp::create(
+             b, loc, TypeRange{init.getType()}, ValueRange{x, w},
+             ValueRange{init},
+             {b.getNamedAttr("indexing_maps", b.getArrayAttr(maps))})
+      .getResult(0);
 }

@@ -30,6 +30,12 @@ namespace moe_mlir::moe {
 /// are erased. Errors are emitted on the call.
 mlir::LogicalResult inlineMoELayerCalls(mlir::ModuleOp module);
 
+/// x · Wᵀ for x [T, H] and W [N, H] (nn.Linear layout): a linalg.matmul
+/// into zero-filled f32 [T, N] (the products of the operands extended to f32,
+/// summed in f32), which the CPU pipeline runs on its vector kernel.
+mlir::Value buildMatmulTransposedB(mlir::OpBuilder &b, mlir::Location loc,
+                                   mlir::Value x, mlir::Value w);
+
 /// Patterns that turn a router matmul inside moe.route into linalg.
 void populateMaterializeRouterLogitsPatterns(mlir::RewritePatternSet &patterns);
 
