@@ -283,19 +283,30 @@ def ffn_operands(f, weights, wdtype):
     return " ".join(text), [by_name[n] for n in op_order]
 
 
-def ffn_attrs(activation, gating, extra):
+def ffn_attrs(activation, gating, extra, fuse_gate_up=False):
     text = f"act = {activation}"
     if gating != "none":
         text += f" gating = {gating}"
-    return text + " " + attr_dict({k: float(v) for k, v in extra.items()})
+    attrs = {k: float(v) for k, v in extra.items()}
+    attrs["fuse_gate_up"] = fuse_gate_up
+    return text + " " + attr_dict(attrs)
+
+
+# How moe.expert_ffn is lowered: per expert (I = 24 is not a multiple of the
+# kernel's 16 lanes), or as a grouped GEMM over all experts (I = 32), with the
+# gate and up projections fused (fuse_gate_up) or not.
+KERNELS = {"per-expert": (24, False), "grouped": (32, False),
+           "grouped-fused": (32, True)}
 
 
 @pytest.mark.parametrize("name", sorted(FFNS))
 @pytest.mark.parametrize("layout", ["rows", "slabs"])
-def test_expert_ffn(name, layout):
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_expert_ffn(name, layout, kernel):
     activation, gating, biases, extra = FFNS[name]
     g = rng(len(name) * 7 + len(layout))
-    E, H, I = 4, 16, 24
+    E, H = 4, 16
+    I, fuse = KERNELS[kernel]
     weights = ffn_weights(g, E, H, I, gating, biases)
     if layout == "rows":
         counts = np.array([3, 0, 5, 1], dtype=np.int32)  # expert 1 gets nothing
@@ -307,13 +318,62 @@ def test_expert_ffn(name, layout):
     rs, rt = f.arg("rows", list(rows.shape))
     cs, ct = f.arg("counts", [E], "i32")
     ops, wtypes = ffn_operands(f, weights, "f32")
-    f.op(f"%y = moe.expert_ffn {rs}, {cs} {ops} {ffn_attrs(activation, gating, extra)} "
+    f.op(f"%y = moe.expert_ffn {rs}, {cs} {ops} "
+         f"{ffn_attrs(activation, gating, extra, fuse)} "
          f": ({', '.join([rt, ct] + wtypes)}) -> {rt}")
     f.result("y", "%y", rt)
     got = run(f, {"rows": rows, "counts": counts, **weights})["y"]
     ref = R.expert_ffn(rows, counts, activation=activation, gating=gating,
                        **weights, **extra)
     assert_close(got, ref, F32_RTOL, name)
+
+
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_stacked_shared_expert(kernel, chunks):
+    """moe.stack_experts (what moe-fuse-shared-expert writes): 3 routed
+    experts and a shared FFN `chunks` routed widths wide, cut into `chunks`
+    more experts (fc1/fc3 by rows, fc2 by columns). Read in place by the
+    grouped kernel, copied into one stack by the per-expert form; against
+    the reference on the explicitly stacked weights."""
+    g = rng(31 + chunks)
+    E, H = 3, 16
+    I, fuse = KERNELS[kernel]
+    routed = ffn_weights(g, E, H, I, "separate", False)
+    shared = ffn_weights(g, 1, H, chunks * I, "separate", False, lead=False)
+    stacked = {
+        "fc1": np.concatenate([routed["fc1"], shared["fc1"].reshape(chunks, I, H)]),
+        "fc3": np.concatenate([routed["fc3"], shared["fc3"].reshape(chunks, I, H)]),
+        "fc2": np.concatenate([routed["fc2"], np.stack(
+            [shared["fc2"][:, j * I:(j + 1) * I] for j in range(chunks)])]),
+    }
+    counts = np.array([2, 0, 3] + [4] * chunks, dtype=np.int32)
+    rows = g.standard_normal((int(counts.sum()) + 1, H)).astype(np.float32)
+    f = Function()
+    rs, rt = f.arg("rows", list(rows.shape))
+    cs, ct = f.arg("counts", [E + chunks], "i32")
+    names, types = {}, {}
+    for n in ("fc1", "fc3", "fc2"):
+        rsym, rtype = f.arg(f"r_{n}", list(routed[n].shape))
+        ssym, stype = f.arg(f"s_{n}", list(shared[n].shape))
+        types[n] = tensor_type(list(stacked[n].shape), "f32")
+        f.op(f"%{n} = moe.stack_experts {rsym}, {ssym} "
+             f"{{split_dim = {1 if n == 'fc2' else 0}}} "
+             f": ({rtype}, {stype}) -> {types[n]}")
+        names[n] = f"%{n}"
+    f.op(f"%y = moe.expert_ffn {rs}, {cs} fc1({names['fc1']}) fc3({names['fc3']}) "
+         f"fc2({names['fc2']}) act = silu gating = separate "
+         f"{attr_dict({'fuse_gate_up': fuse})} "
+         f": ({', '.join([rt, ct, types['fc1'], types['fc2'], types['fc3']])}) -> {rt}")
+    f.result("y", "%y", rt)
+    inputs = {"rows": rows, "counts": counts}
+    for n in ("fc1", "fc3", "fc2"):
+        inputs[f"r_{n}"] = routed[n]
+        inputs[f"s_{n}"] = shared[n]
+    got = run(f, inputs)["y"]
+    ref = R.expert_ffn(rows, counts, activation="silu", gating="separate",
+                       **stacked)
+    assert_close(got, ref, F32_RTOL, f"{kernel}-{chunks}")
 
 
 @pytest.mark.parametrize("gated", [False, True])
