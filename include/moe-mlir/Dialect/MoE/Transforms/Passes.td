@@ -92,6 +92,8 @@ def MoEFuseSharedExpert : Pass<"moe-fuse-shared-expert"> {
     shared width that is not a multiple of the routed one, capacity and
     expert-choice layers, a combine with a passthrough, and layers whose
     intermediate results have other uses (e.g. after moe-expert-parallel).
+    Run moe-expert-parallel first, as moe-compile does: run after this
+    pass, it would place the shared slots on one rank like routed experts.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
