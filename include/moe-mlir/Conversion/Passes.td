@@ -24,8 +24,14 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     - `moe.dispatch`: a sequential bookkeeping pass over the assignments
       (counts, row of every assignment, token of every row; integer work
       only), then a parallel gather of the rows.
-    - `moe.expert_ffn` / `moe.shared_expert`: per expert, contractions over
-      dynamic row slices accumulated in f32, the activation and biases in f32.
+    - `moe.expert_ffn` / `moe.shared_expert`: contractions accumulated in
+      f32, the activation and biases in f32. A `moe.expert_ffn` whose I and
+      H are multiples of 16 is a grouped GEMM: one parallel loop per
+      projection over the (expert, column tile) tasks of the experts that
+      have rows, each on its expert's dynamic row slice; other shapes loop
+      over the experts. Weights stacked by `moe.stack_experts` are read in
+      place (the op goes away); a stack with another user is copied into
+      one tensor.
       With `bf16-dot-products` and bf16 weights, the projections whose
       reduction size is a multiple of 32 round their input rows to bf16 and
       use AVX512-BF16 dot products (`x86vector.avx512.dot`) accumulated in
