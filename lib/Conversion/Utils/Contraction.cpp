@@ -315,16 +315,6 @@ Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
   return forall.getResult(0);
 }
 
-bool canVectorizeGroupedContraction(Value a, Value stackedBt) {
-  auto btt = cast<RankedTensorType>(stackedBt.getType());
-  if (btt.getRank() != 3 || btt.isDynamicDim(0))
-    return false;
-  auto at = cast<RankedTensorType>(a.getType());
-  int64_t m = btt.getDimSize(1), k = btt.getDimSize(2);
-  return at.getRank() == 2 && !ShapedType::isDynamic(m) &&
-         !ShapedType::isDynamic(k) && k % kLanes == 0 && at.getDimSize(1) == k;
-}
-
 Value contractGroupedTransposedB(OpBuilder &b, Location loc, Value a,
                                  ArrayRef<Value> stackedBts,
                                  const RowGroups &groups, Value init,

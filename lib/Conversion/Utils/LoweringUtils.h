@@ -115,11 +115,9 @@ struct RowGroups {
       tailMatrices = nullptr;
 };
 
-/// Whether the grouped kernel takes A [N, k] and a stacked B [E, m, k].
-bool canVectorizeGroupedContraction(mlir::Value a, mlir::Value stackedBt);
-
 /// The grouped form of contractTransposedBFused (a grouped GEMM): the B
-/// operands are stacks [E, m, k] of one static type, and every group's rows
+/// operands are stacks [E, m, k] of one static type with k a multiple of 16
+/// (the caller checks; A is [N, k]), and every group's rows
 /// of the result, epilogue(A[rows] · B_o[expert]ᵀ, ...), are written into
 /// `init` ([N, m] f32), whose other rows are returned unchanged. One
 /// parallel loop covers the (group, column tile) pairs of all groups, so a

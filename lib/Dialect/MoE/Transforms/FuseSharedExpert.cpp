@@ -47,10 +47,9 @@ struct RoutedLayer {
   CombineOp combine;
 };
 
-bool hasBias(ExpertFfnOp op) {
-  return op.getFc1Bias() || op.getFc2Bias() || op.getFc3Bias();
-}
-bool hasBias(SharedExpertOp op) {
+/// Whether an FFN op (moe.expert_ffn or moe.shared_expert) has a bias.
+template <typename FfnOp>
+bool hasBias(FfnOp op) {
   return op.getFc1Bias() || op.getFc2Bias() || op.getFc3Bias();
 }
 
