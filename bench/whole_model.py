@@ -60,6 +60,7 @@ CONFIGS = [
     ("no-fuse-gate-up", [["--fuse-gate-up=false"]], None),
     ("no-fuse-shared-expert", [["--fuse-shared-expert=false"]],
      ("deepseek_v2", "deepseek_v3", "qwen2_moe")),
+    ("no-fuse-dispatch-combine", [["--fuse-dispatch-combine=false"]], None),
 ]
 
 # Config fields set on the generator's tiny preset, per model type, to scale

@@ -44,6 +44,12 @@ static llvm::cl::opt<bool> fuseSharedExpert(
                    "as always-selected slots of its layer's routed experts "
                    "(default true)"),
     llvm::cl::init(true), llvm::cl::cat(toolOptions()));
+static llvm::cl::opt<bool> fuseDispatchCombine(
+    "fuse-dispatch-combine",
+    llvm::cl::desc("moe-optimize's dispatch/combine fusion: the experts read "
+                   "the tokens' rows in place and the combine runs in the "
+                   "down projection's epilogue (default true)"),
+    llvm::cl::init(true), llvm::cl::cat(toolOptions()));
 static llvm::cl::opt<std::string> placement(
     "placement",
     llvm::cl::desc("With --ep, where the experts go: contiguous (default), "
@@ -92,6 +98,7 @@ inline void applyOptimization(LowerOptions &lowering) {
   lowering.optimization.weightAbsorption = weightAbsorption;
   lowering.optimization.fuseGateUp = fuseGateUp;
   lowering.optimization.fuseSharedExpert = fuseSharedExpert;
+  lowering.optimization.fuseDispatchCombine = fuseDispatchCombine;
 }
 
 } // namespace moe_mlir::flags

@@ -7,6 +7,7 @@
 #include "moe-mlir/Compiler/Compiler.h"
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
 #include "moe-mlir/Pipelines/Pipelines.h"
+#include "moe-mlir/Support/PassStatistics.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -234,12 +235,14 @@ LogicalResult shardExpertParallel(ModuleOp module,
   passOptions.routingProfile = options.routingProfile;
   PassManager pm(module.getContext(), ModuleOp::getOperationName());
   pm.addPass(moe::createMoEExpertParallel(passOptions));
+  addPassStatisticsInstrumentation(pm);
   return pm.run(module);
 }
 
 LogicalResult exposeRouting(ModuleOp module) {
   PassManager pm(module.getContext(), ModuleOp::getOperationName());
   pm.addPass(moe::createMoEExposeRouting());
+  addPassStatisticsInstrumentation(pm);
   return pm.run(module);
 }
 
@@ -260,6 +263,7 @@ LogicalResult lowerForCpu(ModuleOp module, const LowerOptions &options) {
   }
   if (options.timing)
     pm.enableTiming();
+  addPassStatisticsInstrumentation(pm);
   return pm.run(module);
 }
 

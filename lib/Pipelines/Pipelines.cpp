@@ -70,6 +70,9 @@ std::string moe_mlir::optimizePipelineText(const OptimizeOptions &options) {
     passes.push_back("moe-fuse-shared-expert");
   if (options.fuseGateUp)
     passes.push_back("moe-fuse-gate-up");
+  // Last: the chain it fuses is the one the passes above rewrite.
+  if (options.fuseDispatchCombine)
+    passes.push_back("moe-fuse-dispatch-combine");
   return "builtin.module(" + llvm::join(passes, ",") + ")";
 }
 
@@ -113,10 +116,13 @@ LogicalResult moe_mlir::parseOptimizeOptions(StringRef text, bool &enabled,
     } else if (key == "fuse-shared-expert") {
       if (failed(parseBool(key, value, options.fuseSharedExpert)))
         return failure();
+    } else if (key == "fuse-dispatch-combine") {
+      if (failed(parseBool(key, value, options.fuseDispatchCombine)))
+        return failure();
     } else {
       error = "unknown optimization option '" + key.str() +
               "' (known: weight-absorption, fuse-gate-up, "
-              "fuse-shared-expert; or 'off')";
+              "fuse-shared-expert, fuse-dispatch-combine; or 'off')";
       return failure();
     }
   }
@@ -155,6 +161,13 @@ struct OptimizePipelineOptions
                      "always-selected slots of the routed grouped FFN "
                      "(default true)"),
       llvm::cl::init(true)};
+  Option<bool> fuseDispatchCombine{
+      *this, "fuse-dispatch-combine",
+      llvm::cl::desc("moe-fuse-dispatch-combine: each dropless "
+                     "dispatch/expert_ffn/combine as one moe.routed_ffn "
+                     "(rows gathered in place, combine in the down "
+                     "projection; default true)"),
+      llvm::cl::init(true)};
 };
 } // namespace
 
@@ -167,6 +180,7 @@ void moe_mlir::registerPipelines() {
         options.weightAbsorption = cli.weightAbsorption;
         options.fuseGateUp = cli.fuseGateUp;
         options.fuseSharedExpert = cli.fuseSharedExpert;
+        options.fuseDispatchCombine = cli.fuseDispatchCombine;
         (void)buildOptimizePipeline(pm, options);
       });
   PassPipelineRegistration<CpuPipelineOptions>(

@@ -16,6 +16,7 @@ For each case a small random checkpoint in the real HF format is generated
 Tools come from MOE_RUN / MOE_COMPILE (set by the lit test)."""
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -222,7 +223,8 @@ def test_without_optimizations(name):
 
 def runs_with_switch(name, flag):
     """(tokens, prompt logits, cached decode steps' logits) of moe-run on
-    case `name` with `--FLAG=true` and with `--FLAG=false`."""
+    case `name` with `--FLAG=true` and with `--FLAG=false`. Asserts that the
+    pass named by the flag fused something when on (its `fused` statistic)."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = os.path.join(tmp, "model")
         make_checkpoint(directory, CASES[name])
@@ -230,11 +232,18 @@ def runs_with_switch(name, flag):
         for value in ("true", "false"):
             logits = os.path.join(tmp, f"logits-{value}.npy")
             steps = os.path.join(tmp, f"steps-{value}.npy")
-            tokens = run([MOE_RUN, "--hf", directory, f"--{flag}={value}",
-                          "--tokens", ",".join(map(str, PROMPT)),
-                          "--logits-out", logits, "--generate", str(GENERATE),
-                          "--generate-logits-out", steps])
-            outs.append((tokens, np.load(logits), np.load(steps)))
+            cmd = [MOE_RUN, "--hf", directory, f"--{flag}={value}",
+                   "--tokens", ",".join(map(str, PROMPT)),
+                   "--logits-out", logits, "--generate", str(GENERATE),
+                   "--generate-logits-out", steps, "--mlir-pass-statistics"]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stderr}"
+            fused = re.search(rf"\(moe-{flag}\)\n\s+\(S\) (\d+) fused", proc.stderr)
+            if value == "true":
+                assert fused and int(fused.group(1)) > 0, proc.stderr
+            else:
+                assert not fused, proc.stderr
+            outs.append((proc.stdout, np.load(logits), np.load(steps)))
         return outs
 
 
@@ -244,6 +253,20 @@ def test_gate_up_fusion_bitwise(name):
     order. Prompt logits and every cached decode step's logits are compared
     with the pass on (the default) and off."""
     fused, unfused = runs_with_switch(name, "fuse-gate-up")
+    assert fused[0] == unfused[0]
+    assert np.array_equal(fused[1], unfused[1])
+    assert np.array_equal(fused[2], unfused[2])
+
+
+@pytest.mark.parametrize("name", ["mixtral", "qwen2_moe", "qwen3_moe",
+                                  "deepseek_v2", "deepseek_v3"])
+def test_dispatch_combine_fusion_bitwise(name):
+    """moe-fuse-dispatch-combine changes no bit: the experts read the
+    tokens' rows in place and the combine runs in the down projection's
+    epilogue, with every row computed by the same kernel and summed in the
+    combine's slot order. Every model type (shared experts fused or not),
+    prompt and every cached decode step, pass on (the default) and off."""
+    fused, unfused = runs_with_switch(name, "fuse-dispatch-combine")
     assert fused[0] == unfused[0]
     assert np.array_equal(fused[1], unfused[1])
     assert np.array_equal(fused[2], unfused[2])

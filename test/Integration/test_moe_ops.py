@@ -376,6 +376,88 @@ def test_stacked_shared_expert(kernel, chunks):
     assert_close(got, ref, F32_RTOL, f"{kernel}-{chunks}")
 
 
+def routed_ffn_case(g, T, H, E, k, I, gating, biases, dtype="f32"):
+    """Inputs of a routed layer: ids with a dropped (-1) and an out-of-range
+    assignment, a repeated expert in one token's row, the last expert
+    without tokens."""
+    x = g.standard_normal((T, H)).astype(np.float32)
+    if dtype == "bf16":
+        x = R.round_to(x, "bf16")
+    ids = g.integers(0, E - 1, (T, k)).astype(np.int32)
+    ids[min(2, T - 1), k - 1] = -1
+    ids[T - 1, 0] = E + 3
+    ids[0, :] = 1
+    w = g.random((T, k)).astype(np.float32)
+    return x, ids, w, ffn_weights(g, E, H, I, gating, biases)
+
+
+def routed_ffn_reference(x, ids, w, weights, E, activation, gating, extra):
+    rows, counts, mapping = R.dispatch(x, ids, mode="dropless", num_experts=E)
+    y = R.expert_ffn(rows, counts, activation=activation, gating=gating,
+                     **weights, **extra)
+    return R.combine(y, mapping, w, mode="dropless")
+
+
+@pytest.mark.parametrize("name", sorted(FFNS))
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_routed_ffn(name, kernel):
+    """moe.routed_ffn (what moe-fuse-dispatch-combine writes) against the
+    reference's dispatch -> expert_ffn -> combine: gathered rows and the
+    combine in the down projection (grouped kernels), or the three ops
+    (per-expert shapes)."""
+    activation, gating, biases, extra = FFNS[name]
+    g = rng(len(name) * 11 + len(kernel))
+    T, H, E, k = 13, 16, 4, 3
+    I, fuse = KERNELS[kernel]
+    x, ids, w, weights = routed_ffn_case(g, T, H, E, k, I, gating, biases)
+    f = Function()
+    xs, xt = f.arg("x", [None, H])
+    ids_s, ids_t = f.arg("ids", [None, k], "i32")
+    ws, wt = f.arg("w", [None, k])
+    ops, wtypes = ffn_operands(f, weights, "f32")
+    f.op(f"%y = moe.routed_ffn {xs}, {ids_s}, {ws} {ops} "
+         f"{ffn_attrs(activation, gating, extra, fuse)} "
+         f": ({', '.join([xt, ids_t, wt] + wtypes)}) -> {xt}")
+    f.result("y", "%y", xt)
+    got = run(f, {"x": x, "ids": ids, "w": w, **weights})["y"]
+    ref = routed_ffn_reference(x, ids, w, weights, E, activation, gating, extra)
+    assert_close(got, ref, F32_RTOL, name)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+@pytest.mark.parametrize("T", [1, 37])
+def test_dispatch_combine_fusion_changes_no_bit(dtype, T):
+    """A dropless dispatch -> expert_ffn -> combine chain compiled with and
+    without moe-fuse-dispatch-combine gives the same bits (k = 3: the
+    combine's slot order matters), and both match the reference."""
+    g = rng(T + len(dtype))
+    H, E, k, I = 32, 6, 3, 48
+    x, ids, w, weights = routed_ffn_case(g, T, H, E, k, I, "separate", False,
+                                         dtype)
+    f = Function()
+    xs, xt = f.arg("x", [None, H], dtype)
+    ids_s, ids_t = f.arg("ids", [None, k], "i32")
+    ws, wt = f.arg("w", [None, k])
+    ops, wtypes = ffn_operands(f, weights, "f32")
+    ct = tensor_type([E], "i32")
+    f.op(f"%rows, %counts, %map = moe.dispatch dropless {xs}, {ids_s} "
+         f"experts = {E} : ({xt}, {ids_t}) -> ({xt}, {ct}, {ids_t})")
+    f.op(f"%y = moe.expert_ffn %rows, %counts {ops} act = silu "
+         f"gating = separate : ({', '.join([xt, ct] + wtypes)}) -> {xt}")
+    f.op(f"%out = moe.combine dropless %y, %map, {ws} "
+         f": ({xt}, {ids_t}, {wt}) -> {xt}")
+    f.result("out", "%out", xt)
+    inputs = {"x": x, "ids": ids, "w": w, **weights}
+    fused = run(f, inputs)["out"]
+    unfused = run(f, inputs, extra_args=["--fuse-dispatch-combine=false"])["out"]
+    np.testing.assert_array_equal(fused.view(np.uint8), unfused.view(np.uint8))
+    ref = routed_ffn_reference(x, ids, w, weights, E, "silu", "separate", {})
+    if dtype == "bf16":
+        ref = R.round_to(ref, "bf16")
+    assert_close(fused.astype(np.float32), ref,
+                 BF16_RTOL if dtype == "bf16" else F32_RTOL, dtype)
+
+
 @pytest.mark.parametrize("gated", [False, True])
 def test_shared_expert(gated):
     g = rng(11 + gated)

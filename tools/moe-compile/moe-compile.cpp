@@ -36,6 +36,7 @@
 #include "moe-mlir/InitAll.h"
 #include "moe-mlir/Support/FirstError.h"
 #include "moe-mlir/Support/Progress.h"
+#include "moe-mlir/Support/PassStatistics.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
@@ -130,6 +131,7 @@ static cl::opt<Emit> emit(
 }
 
 int main(int argc, char **argv) {
+  moe_mlir::handlePassStatisticsFlag(argc, argv);
   llvm::InitLLVM init(argc, argv);
   moe_mlir::flags::registerPassManagerFlags();
   moe_mlir::flags::showToolOptions(

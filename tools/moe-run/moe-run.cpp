@@ -74,6 +74,7 @@
 #include "moe-mlir/Runtime/Weights.h"
 #include "moe-mlir/Support/FirstError.h"
 #include "moe-mlir/Support/Progress.h"
+#include "moe-mlir/Support/PassStatistics.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
@@ -780,6 +781,7 @@ static void checkModelParallelism(const Runnable &model,
 }
 
 int main(int argc, char **argv) {
+  moe_mlir::handlePassStatisticsFlag(argc, argv);
   llvm::InitLLVM init(argc, argv);
   moe_mlir::flags::registerPassManagerFlags();
   moe_mlir::flags::showToolOptions(

@@ -39,6 +39,10 @@ struct OptimizeOptions {
   /// moe-fuse-shared-expert: a shared expert as always-selected slots of
   /// its layer's routed experts (one grouped FFN).
   bool fuseSharedExpert = true;
+  /// moe-fuse-dispatch-combine: each dropless dispatch -> expert_ffn ->
+  /// combine chain as one moe.routed_ffn (rows read in place, the combine
+  /// in the down projection's epilogue).
+  bool fuseDispatchCombine = true;
 };
 
 /// Reads the optimization choices from text: "" (the defaults), "off" (no

@@ -95,6 +95,10 @@ void moe_mlir::populateMoEToLinalgPatterns(RewritePatternSet &patterns,
       ctx, [options](moe::ExpertFfnOp op, PatternRewriter &b) {
         return lowering::lowerExpertFfn(op, b, options);
       });
+  patterns.add<LowerOp<moe::RoutedFfnOp>>(
+      ctx, [options](moe::RoutedFfnOp op, PatternRewriter &b) {
+        return lowering::lowerRoutedFfn(op, b, options);
+      });
   patterns.add<LowerOp<moe::EpDispatchOp>>(ctx, lowering::lowerEpDispatch);
   patterns.add<LowerOp<moe::EpReturnOp>>(ctx, lowering::lowerEpReturn);
   patterns.add<LowerOp<moe::EpHomeOp>>(ctx, lowering::lowerEpHome);

@@ -98,6 +98,80 @@ Value gatherRows(OpBuilder &b, Location loc, Value input, Value rowToken) {
 }
 } // namespace
 
+DroplessPlan moe_mlir::lowering::planDropless(OpBuilder &b, Location loc,
+                                              Value indices, int64_t experts) {
+  Value numTokens = dimValue(b, loc, indices, 0);
+  Value k = dimValue(b, loc, indices, 1);
+  Value expertsI32 = i32c(b, loc, experts);
+  Type i32 = b.getI32Type();
+  OpFoldResult eSize = b.getIndexAttr(experts);
+  Value counts = filledTensor(b, loc, {eSize}, i32, i32c(b, loc, 0));
+  Value mapping = emptyTensor(b, loc, mixedSizes(b, loc, indices), i32);
+  // Pass 1: rows per expert.
+  counts = forNest(b, loc, numTokens, k, counts,
+                   [&](OpBuilder &nb, Location l, Value t, Value j,
+                       ValueRange it) -> SmallVector<Value> {
+                     Value e = tensor::ExtractOp::create(nb, l, indices,
+                                                         ValueRange{t, j});
+                     Value valid = inRange(nb, l, e, expertsI32);
+                     Value slot = toIndex(
+                         nb, l,
+                         arith::SelectOp::create(nb, l, valid, e,
+                                                 i32c(nb, l, 0)));
+                     Value c = tensor::ExtractOp::create(nb, l, it[0], slot);
+                     Value c1 = arith::AddIOp::create(nb, l, c,
+                                                      i32c(nb, l, 1));
+                     return {tensor::InsertOp::create(
+                         nb, l, arith::SelectOp::create(nb, l, valid, c1, c),
+                         it[0], slot)};
+                   })[0];
+  // Exclusive prefix sum: the first row of every expert.
+  Value next = emptyTensor(b, loc, {eSize}, i32);
+  auto scan = scf::ForOp::create(
+      b, loc, indexConst(b, loc, 0), indexConst(b, loc, experts),
+      indexConst(b, loc, 1), ValueRange{next, i32c(b, loc, 0)},
+      [&](OpBuilder &nb, Location l, Value e, ValueRange it) {
+        Value updated = tensor::InsertOp::create(nb, l, it[1], it[0], e);
+        Value c = tensor::ExtractOp::create(nb, l, counts, e);
+        scf::YieldOp::create(
+            nb, l,
+            ValueRange{updated, arith::AddIOp::create(nb, l, it[1], c)});
+      });
+  next = scan.getResult(0);
+  Value numRows = arith::MulIOp::create(b, loc, numTokens, k);
+  Value rowToken = filledTensor(b, loc, {OpFoldResult(numRows)}, i32,
+                                i32c(b, loc, -1));
+  // Pass 2: (token, slot) order within each expert.
+  ValueRange res = forNest(
+      b, loc, numTokens, k, ValueRange{mapping, rowToken, next},
+      [&](OpBuilder &nb, Location l, Value t, Value j,
+          ValueRange it) -> SmallVector<Value> {
+        Value e = tensor::ExtractOp::create(nb, l, indices, ValueRange{t, j});
+        Value valid = inRange(nb, l, e, expertsI32);
+        Value slot = toIndex(
+            nb, l, arith::SelectOp::create(nb, l, valid, e, i32c(nb, l, 0)));
+        Value row = tensor::ExtractOp::create(nb, l, it[2], slot);
+        Value newMapping = tensor::InsertOp::create(
+            nb, l, arith::SelectOp::create(nb, l, valid, row, i32c(nb, l, -1)),
+            it[0], ValueRange{t, j});
+        auto ifOp = scf::IfOp::create(
+            nb, l, valid,
+            [&](OpBuilder &tb, Location tl) {
+              Value tokens = tensor::InsertOp::create(
+                  tb, tl, toI32(tb, tl, t), it[1], toIndex(tb, tl, row));
+              Value bumped = tensor::InsertOp::create(
+                  tb, tl, arith::AddIOp::create(tb, tl, row, i32c(tb, tl, 1)),
+                  it[2], slot);
+              scf::YieldOp::create(tb, tl, ValueRange{tokens, bumped});
+            },
+            [&](OpBuilder &eb, Location el) {
+              scf::YieldOp::create(eb, el, ValueRange{it[1], it[2]});
+            });
+        return {newMapping, ifOp.getResult(0), ifOp.getResult(1)};
+      });
+  return DroplessPlan{counts, res[0], res[1]};
+}
+
 static LogicalResult lowerTokenDispatch(DispatchOp op, PatternRewriter &b) {
   Location loc = op.getLoc();
   Value input = op.getInput(), indices = op.getIndices();
@@ -109,76 +183,15 @@ static LogicalResult lowerTokenDispatch(DispatchOp op, PatternRewriter &b) {
   Type i32 = b.getI32Type();
   OpFoldResult eSize = b.getIndexAttr(experts);
 
-  Value counts = filledTensor(b, loc, {eSize}, i32, i32c(b, loc, 0));
-  Value mapping = emptyTensor(b, loc, mixedSizes(b, loc, indices), i32);
-  Value rowToken, capacity;
-
+  Value counts, mapping, rowToken, capacity;
   if (dropless) {
-    // Pass 1: rows per expert.
-    counts = forNest(b, loc, numTokens, k, counts,
-                     [&](OpBuilder &nb, Location l, Value t, Value j,
-                         ValueRange it) -> SmallVector<Value> {
-                       Value e = tensor::ExtractOp::create(nb, l, indices,
-                                                           ValueRange{t, j});
-                       Value valid = inRange(nb, l, e, expertsI32);
-                       Value slot = toIndex(
-                           nb, l,
-                           arith::SelectOp::create(nb, l, valid, e,
-                                                   i32c(nb, l, 0)));
-                       Value c = tensor::ExtractOp::create(nb, l, it[0], slot);
-                       Value c1 = arith::AddIOp::create(nb, l, c,
-                                                        i32c(nb, l, 1));
-                       return {tensor::InsertOp::create(
-                           nb, l, arith::SelectOp::create(nb, l, valid, c1, c),
-                           it[0], slot)};
-                     })[0];
-    // Exclusive prefix sum: the first row of every expert.
-    Value next = emptyTensor(b, loc, {eSize}, i32);
-    auto scan = scf::ForOp::create(
-        b, loc, indexConst(b, loc, 0), indexConst(b, loc, experts),
-        indexConst(b, loc, 1), ValueRange{next, i32c(b, loc, 0)},
-        [&](OpBuilder &nb, Location l, Value e, ValueRange it) {
-          Value updated = tensor::InsertOp::create(nb, l, it[1], it[0], e);
-          Value c = tensor::ExtractOp::create(nb, l, counts, e);
-          scf::YieldOp::create(
-              nb, l,
-              ValueRange{updated, arith::AddIOp::create(nb, l, it[1], c)});
-        });
-    next = scan.getResult(0);
-    Value numRows = arith::MulIOp::create(b, loc, numTokens, k);
-    rowToken = filledTensor(b, loc, {OpFoldResult(numRows)}, i32,
-                            i32c(b, loc, -1));
-    // Pass 2: (token, slot) order within each expert.
-    ValueRange res = forNest(
-        b, loc, numTokens, k, ValueRange{mapping, rowToken, next},
-        [&](OpBuilder &nb, Location l, Value t, Value j,
-            ValueRange it) -> SmallVector<Value> {
-          Value e = tensor::ExtractOp::create(nb, l, indices, ValueRange{t, j});
-          Value valid = inRange(nb, l, e, expertsI32);
-          Value slot = toIndex(
-              nb, l, arith::SelectOp::create(nb, l, valid, e, i32c(nb, l, 0)));
-          Value row = tensor::ExtractOp::create(nb, l, it[2], slot);
-          Value newMapping = tensor::InsertOp::create(
-              nb, l, arith::SelectOp::create(nb, l, valid, row, i32c(nb, l, -1)),
-              it[0], ValueRange{t, j});
-          auto ifOp = scf::IfOp::create(
-              nb, l, valid,
-              [&](OpBuilder &tb, Location tl) {
-                Value tokens = tensor::InsertOp::create(
-                    tb, tl, toI32(tb, tl, t), it[1], toIndex(tb, tl, row));
-                Value bumped = tensor::InsertOp::create(
-                    tb, tl, arith::AddIOp::create(tb, tl, row, i32c(tb, tl, 1)),
-                    it[2], slot);
-                scf::YieldOp::create(tb, tl, ValueRange{tokens, bumped});
-              },
-              [&](OpBuilder &eb, Location el) {
-                scf::YieldOp::create(eb, el, ValueRange{it[1], it[2]});
-              });
-          return {newMapping, ifOp.getResult(0), ifOp.getResult(1)};
-        });
-    mapping = res[0];
-    rowToken = res[1];
+    DroplessPlan plan = planDropless(b, loc, indices, experts);
+    counts = plan.counts;
+    mapping = plan.mapping;
+    rowToken = plan.rowToken;
   } else {
+    counts = filledTensor(b, loc, {eSize}, i32, i32c(b, loc, 0));
+    mapping = emptyTensor(b, loc, mixedSizes(b, loc, indices), i32);
     std::optional<float> factor;
     if (auto f = op.getCapacityFactor())
       factor = f->convertToFloat();
@@ -320,14 +333,12 @@ LogicalResult moe_mlir::lowering::lowerDispatch(DispatchOp op,
   return lowerTokenDispatch(op, b);
 }
 
-LogicalResult moe_mlir::lowering::lowerCombine(CombineOp op,
-                                               PatternRewriter &b) {
-  Location loc = op.getLoc();
-  Value expertOut = op.getExpertOut(), mapping = op.getMapping(),
-        weights = op.getWeights(), passthrough = op.getPassthrough();
+Value moe_mlir::lowering::combineRows(OpBuilder &b, Location loc,
+                                      Value expertOut, Value mapping,
+                                      Value weights, Value passthrough,
+                                      bool expertChoice) {
   auto outType = cast<RankedTensorType>(expertOut.getType());
   bool slabs = outType.getRank() == 3;
-  bool expertChoice = op.getMode() == DispatchMode::ExpertChoice;
   Value capacity = slabs ? dimValue(b, loc, expertOut, 1) : Value();
   Value numRows = slabs ? arith::MulIOp::create(
                               b, loc, dimValue(b, loc, expertOut, 0), capacity)
@@ -340,7 +351,6 @@ LogicalResult moe_mlir::lowering::lowerCombine(CombineOp op,
       tensor::getMixedSize(b, loc, expertOut, outType.getRank() - 1)};
   Type f32 = b.getF32Type();
   Value acc = filledTensor(b, loc, outSizes, f32, f32Const(b, loc, 0.0));
-
   MLIRContext *ctx = b.getContext();
   AffineExpr t, h, j;
   bindDims(ctx, t, h, j);
@@ -370,7 +380,7 @@ LogicalResult moe_mlir::lowering::lowerCombine(CombineOp op,
     return idx;
   };
 
-  Value sum = generic(
+  return generic(
       b, loc, inputs, acc, maps, {kPar, kPar, kRed},
       [&](OpBuilder &nb, Location l, ValueRange a) {
         Value accIn = a.back();
@@ -408,7 +418,17 @@ LogicalResult moe_mlir::lowering::lowerCombine(CombineOp op,
         yieldOp(nb, l, ifOp.getResult(0));
       })[0];
 
-  Value result = convertTensor(b, loc, sum, outType.getElementType());
+}
+
+LogicalResult moe_mlir::lowering::lowerCombine(CombineOp op,
+                                               PatternRewriter &b) {
+  Location loc = op.getLoc();
+  Value sum = combineRows(b, loc, op.getExpertOut(), op.getMapping(),
+                          op.getWeights(), op.getPassthrough(),
+                          op.getMode() == DispatchMode::ExpertChoice);
+  Value result = convertTensor(
+      b, loc, sum,
+      cast<RankedTensorType>(op.getExpertOut().getType()).getElementType());
   b.replaceOp(op, castToResult(b, loc, result, op.getResult()));
   return success();
 }

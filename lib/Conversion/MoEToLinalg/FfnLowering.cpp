@@ -27,7 +27,11 @@ using namespace mlir;
 using namespace moe_mlir::lowering;
 using moe_mlir::ContractionOptions;
 using moe_mlir::moe::Activation;
+using moe_mlir::moe::CombineOp;
+using moe_mlir::moe::DispatchMode;
+using moe_mlir::moe::DispatchOp;
 using moe_mlir::moe::ExpertFfnOp;
+using moe_mlir::moe::RoutedFfnOp;
 using moe_mlir::moe::Gating;
 using moe_mlir::moe::SharedExpertOp;
 using moe_mlir::moe::StackExpertsOp;
@@ -155,9 +159,13 @@ Value expertSlice(OpBuilder &b, Location l, Value stacked, Value e) {
 /// y [n, H] f32 = FFN(x [n, H]). With `groups`, the weights are stacks and
 /// group g of the rows goes through expert groups->expert[g]'s FFN (one
 /// grouped contraction per projection); rows outside every group are 0.
+/// With groups->rowIds the groups' rows are gathered from x. With `combine`
+/// (and groups) the result is combine.sum of the rows instead (the
+/// down projection's contractGroupedCombined), in combine.elementType.
 Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
                const ContractionOptions &options,
-               const RowGroups *groups = nullptr) {
+               const RowGroups *groups = nullptr,
+               const RowCombine *combine = nullptr) {
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
   // Matrices and biases have one more (leading) dimension when stacked.
@@ -278,22 +286,20 @@ Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
   };
 
   // [rows of a, m] f32 = epilogue(a · wᵀ for each w): one FFN's kernel, or
-  // the grouped kernel over the stacks (group rows into `init`).
+  // the grouped kernel over the stacks (group rows into `init`, or summed
+  // into token order with `combined`). Only the first projection reads the
+  // groups' rows through groups->rowIds.
   auto contract = [&](Value a, ArrayRef<Value> ws, ContractionEpilogue epilogue,
-                      bool zeroRest) -> Value {
+                      bool zeroRest, bool gathered,
+                      bool combined = false) -> Value {
     if (!groups) {
       if (!epilogue)
         return contractTransposedB(b, loc, a, ws.front(), options);
       return contractTransposedBFused(b, loc, a, ws, options, epilogue);
     }
-    auto wType = cast<RankedTensorType>(ws.front().getType());
-    SmallVector<OpFoldResult> sizes = {tensor::getMixedSize(b, loc, a, 0),
-                                       b.getIndexAttr(wType.getDimSize(1))};
-    // The rows of no group are only read (and returned) when zeroRest.
-    Value init = zeroRest ? filledTensor(b, loc, sizes, f32,
-                                         f32Attr(b, loc, 0.0))
-                          : emptyTensor(b, loc, sizes, f32);
     RowGroups withTail = *groups;
+    if (!gathered)
+      withTail.rowIds = Value();
     // Stacked weights: the shared expert's chunks after the routed experts.
     auto tail = [&](OpBuilder &nb, Location nl, Value expert) {
       SmallVector<Value> matrices;
@@ -311,6 +317,17 @@ Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
       withTail.tailFrom = indexConst(b, loc, routed.getDimSize(0));
       withTail.tailMatrices = tail;
     }
+    if (combined)
+      return contractGroupedCombined(b, loc, a, ws, withTail, *combine,
+                                     options, epilogue);
+    auto wType = cast<RankedTensorType>(ws.front().getType());
+    SmallVector<OpFoldResult> sizes = {
+        tensor::getMixedSize(b, loc, withTail.rowIds ? withTail.rowIds : a, 0),
+        b.getIndexAttr(wType.getDimSize(1))};
+    // The rows of no group are only read (and returned) when zeroRest.
+    Value init = zeroRest ? filledTensor(b, loc, sizes, f32,
+                                         f32Attr(b, loc, 0.0))
+                          : emptyTensor(b, loc, sizes, f32);
     return contractGroupedTransposedB(b, loc, a, ws, withTail, init, options,
                                       epilogue);
   };
@@ -329,7 +346,8 @@ Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
                         Value col0, Value expert) {
       return activation(nb, nl, tiles, col0, expert, /*withBiases=*/true);
     };
-    hidden = contract(x, weights, epilogue, /*zeroRest=*/false);
+    hidden = contract(x, weights, epilogue, /*zeroRest=*/false,
+                      /*gathered=*/true);
   } else {
     // One contraction per projection; a stacked bias is added per group in
     // the contraction's epilogue, a plain one by the activation.
@@ -342,7 +360,7 @@ Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
       };
       products.push_back(contract(
           x, w, biasOfGroup ? ContractionEpilogue(epilogue) : nullptr,
-          /*zeroRest=*/false));
+          /*zeroRest=*/false, /*gathered=*/true));
     }
     hidden = activation(b, loc, products, Value(), Value(),
                         /*withBiases=*/!groups);
@@ -355,7 +373,8 @@ Value buildFfn(OpBuilder &b, Location loc, Value x, const Ffn &ffn,
     };
     return contract(hidden, ffn.fc2,
                     ffn.fc2Bias ? ContractionEpilogue(epilogue) : nullptr,
-                    /*zeroRest=*/true);
+                    /*zeroRest=*/true, /*gathered=*/false,
+                    /*combined=*/combine != nullptr);
   }
   Value y = contractTransposedB(b, loc, hidden, ffn.fc2, options);
   if (ffn.fc2Bias)
@@ -386,49 +405,29 @@ Ffn ffnOf(OpTy op) {
 }
 } // namespace
 
-/// Whether every projection of the stacked FFN fits the grouped vector
+/// Whether every projection of a stacked FFN fits the grouped vector
 /// kernel: static I and H, both multiples of 16.
-static bool groupedKernelApplies(ExpertFfnOp op) {
-  auto fc1 = cast<RankedTensorType>(op.getFc1().getType());
-  auto fc2 = cast<RankedTensorType>(op.getFc2().getType());
-  auto rows = cast<RankedTensorType>(op.getRows().getType());
+static bool groupedKernelApplies(Value fc1, Value fc2, int64_t hidden) {
+  auto fc1Type = cast<RankedTensorType>(fc1.getType());
+  auto fc2Type = cast<RankedTensorType>(fc2.getType());
   auto multipleOf16 = [](int64_t v) {
     return !ShapedType::isDynamic(v) && v % 16 == 0;
   };
-  return fc1.hasStaticShape() && fc2.hasStaticShape() &&
-         multipleOf16(fc2.getDimSize(1)) && multipleOf16(fc2.getDimSize(2)) &&
-         multipleOf16(rows.getShape().back());
+  return fc1Type.hasStaticShape() && fc2Type.hasStaticShape() &&
+         multipleOf16(fc2Type.getDimSize(1)) &&
+         multipleOf16(fc2Type.getDimSize(2)) && multipleOf16(hidden);
 }
 
-/// The grouped GEMM form: the experts that have rows form the row groups,
-/// in expert order, and each projection of all of them is one grouped
-/// contraction (one parallel loop for the layer instead of two per expert).
-/// Fails, building nothing, where the kernel does not apply.
-static LogicalResult lowerGrouped(ExpertFfnOp op, PatternRewriter &b,
-                                  const ContractionOptions &options) {
-  if (!groupedKernelApplies(op))
-    return failure();
-  Location loc = op.getLoc();
-  Value rows = op.getRows(), counts = op.getCounts();
-  auto rowsType = cast<RankedTensorType>(rows.getType());
-  bool slabs = rowsType.getRank() == 3;
-  int64_t experts =
-      cast<RankedTensorType>(op.getFc1().getType()).getDimSize(0);
-  Type elementType = rowsType.getElementType();
+/// The row groups of a grouped FFN: every expert with rows, in expert
+/// order, its count clamped to the rows there are (as the per-expert form
+/// does). Rows are a list of `available` rows, expert e's after those of
+/// the experts before it, or (with `capacity`) slabs, expert e's from
+/// e · capacity.
+static RowGroups rowGroupsOf(OpBuilder &b, Location loc, Value counts,
+                             int64_t experts, Value available,
+                             Value capacity) {
+  bool slabs = static_cast<bool>(capacity);
   Type index = b.getIndexType();
-
-  // Capacity layouts: the slabs seen as one row list, expert e's from e · C.
-  Value flat = rows;
-  Value capacity;
-  if (slabs) {
-    capacity = dimValue(b, loc, rows, 1);
-    flat = tensor::CollapseShapeOp::create(
-        b, loc, rows, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
-  }
-  Value available = slabs ? capacity : dimValue(b, loc, rows, 0);
-
-  // Row groups: every expert with rows (counts clamped to the rows there
-  // are, as the per-expert form does), in expert order.
   auto list = [&]() {
     return emptyTensor(b, loc, {b.getIndexAttr(experts)}, index);
   };
@@ -477,24 +476,60 @@ static LogicalResult lowerGrouped(ExpertFfnOp op, PatternRewriter &b,
   groups.start = loop.getResult(1);
   groups.count = loop.getResult(2);
   groups.numGroups = loop.getResult(3);
-  Ffn ffn = ffnOf(op);
-  // Weights stacked by moe-fuse-shared-expert are read where they are when
-  // all of them are stacks of one shape (no fc1 split into gate and up).
+  return groups;
+}
+
+/// Weights stacked by moe-fuse-shared-expert are read where they are when
+/// all of them are stacks of one shape (no fc1 split into gate and up).
+static void readStacksInPlace(Ffn &ffn) {
   auto stackOf = [](Value w) {
     return w ? w.getDefiningOp<StackExpertsOp>() : StackExpertsOp();
   };
-  if (stackOf(ffn.fc1) && stackOf(ffn.fc2) && (!ffn.fc3 || stackOf(ffn.fc3)) &&
-      (ffn.gating == Gating::Separate || ffn.gating == Gating::None) &&
-      !ffn.fc1Bias && !ffn.fc2Bias && !ffn.fc3Bias) {
-    ffn.fc1Stack = stackOf(ffn.fc1);
-    ffn.fc2Stack = stackOf(ffn.fc2);
-    ffn.fc1 = ffn.fc1Stack.getRouted();
-    ffn.fc2 = ffn.fc2Stack.getRouted();
-    if (ffn.fc3) {
-      ffn.fc3Stack = stackOf(ffn.fc3);
-      ffn.fc3 = ffn.fc3Stack.getRouted();
-    }
+  if (!stackOf(ffn.fc1) || !stackOf(ffn.fc2) ||
+      (ffn.fc3 && !stackOf(ffn.fc3)) ||
+      (ffn.gating != Gating::Separate && ffn.gating != Gating::None) ||
+      ffn.fc1Bias || ffn.fc2Bias || ffn.fc3Bias)
+    return;
+  ffn.fc1Stack = stackOf(ffn.fc1);
+  ffn.fc2Stack = stackOf(ffn.fc2);
+  ffn.fc1 = ffn.fc1Stack.getRouted();
+  ffn.fc2 = ffn.fc2Stack.getRouted();
+  if (ffn.fc3) {
+    ffn.fc3Stack = stackOf(ffn.fc3);
+    ffn.fc3 = ffn.fc3Stack.getRouted();
   }
+}
+
+/// The grouped GEMM form: the experts that have rows form the row groups,
+/// in expert order, and each projection of all of them is one grouped
+/// contraction (one parallel loop for the layer instead of two per expert).
+/// Fails, building nothing, where the kernel does not apply.
+static LogicalResult lowerGrouped(ExpertFfnOp op, PatternRewriter &b,
+                                  const ContractionOptions &options) {
+  Value rows = op.getRows(), counts = op.getCounts();
+  auto rowsType = cast<RankedTensorType>(rows.getType());
+  if (!groupedKernelApplies(op.getFc1(), op.getFc2(),
+                            rowsType.getShape().back()))
+    return failure();
+  Location loc = op.getLoc();
+  bool slabs = rowsType.getRank() == 3;
+  int64_t experts =
+      cast<RankedTensorType>(op.getFc1().getType()).getDimSize(0);
+  Type elementType = rowsType.getElementType();
+
+  // Capacity layouts: the slabs seen as one row list, expert e's from e · C.
+  Value flat = rows;
+  Value capacity;
+  if (slabs) {
+    capacity = dimValue(b, loc, rows, 1);
+    flat = tensor::CollapseShapeOp::create(
+        b, loc, rows, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+  }
+  Value available = slabs ? capacity : dimValue(b, loc, rows, 0);
+  RowGroups groups =
+      rowGroupsOf(b, loc, counts, experts, available, capacity);
+  Ffn ffn = ffnOf(op);
+  readStacksInPlace(ffn);
 
   Value y = convertTensor(b, loc, buildFfn(b, loc, flat, ffn, options,
                                            &groups),
@@ -590,6 +625,61 @@ moe_mlir::lowering::lowerExpertFfn(ExpertFfnOp op, PatternRewriter &b,
 }
 
 LogicalResult
+moe_mlir::lowering::lowerRoutedFfn(RoutedFfnOp op, PatternRewriter &b,
+                                   const ContractionOptions &options) {
+  Location loc = op.getLoc();
+  Value input = op.getInput(), indices = op.getIndices(),
+        weights = op.getWeights();
+  auto inputType = cast<RankedTensorType>(input.getType());
+  Type elementType = inputType.getElementType();
+  int64_t experts = op.getNumExperts();
+  if (ShapedType::isDynamic(experts))
+    return b.notifyMatchFailure(op, "the number of experts is dynamic");
+  if (!groupedKernelApplies(op.getFc1(), op.getFc2(),
+                            inputType.getDimSize(1))) {
+    // The three ops it stands for, each lowered at once.
+    auto dispatch =
+        DispatchOp::create(b, loc, input, indices, DispatchMode::Dropless,
+                           experts, IntegerAttr(), FloatAttr());
+    auto ffn = ExpertFfnOp::create(
+        b, loc, dispatch.getRows(), dispatch.getCounts(), op.getFc1(),
+        op.getFc2(), op.getFc3(), op.getFc1Bias(), op.getFc2Bias(),
+        op.getFc3Bias(), op.getActivationAttr(), op.getGatingAttr(),
+        op.getActivationAlphaAttr(), op.getActivationBetaAttr(),
+        op.getClampLimitAttr(), op.getFuseGateUpAttr());
+    auto combine =
+        CombineOp::create(b, loc, ffn.getResult(), dispatch.getMapping(),
+                          weights, Value(), DispatchMode::Dropless);
+    Value result = castToResult(b, loc, combine.getResult(), op.getResult());
+    b.replaceOp(op, result);
+    if (failed(lowerDispatch(dispatch, b)) ||
+        failed(lowerExpertFfn(ffn, b, options)) ||
+        failed(lowerCombine(combine, b)))
+      return failure();
+    return success();
+  }
+
+  // The dispatch's bookkeeping without its copy: the groups read the
+  // tokens' rows through the plan's row -> token list.
+  DroplessPlan plan = planDropless(b, loc, indices, experts);
+  RowGroups groups =
+      rowGroupsOf(b, loc, plan.counts, experts,
+                  dimValue(b, loc, plan.rowToken, 0), Value());
+  groups.rowIds = plan.rowToken;
+  Ffn ffn = ffnOf(op);
+  readStacksInPlace(ffn);
+  auto sum = [&](OpBuilder &nb, Location l, Value rows) {
+    Value tokens = combineRows(nb, l, rows, plan.mapping, weights, Value(),
+                               /*expertChoice=*/false);
+    return convertTensor(nb, l, tokens, elementType);
+  };
+  RowCombine combine{plan.mapping, elementType, sum};
+  Value y = buildFfn(b, loc, input, ffn, options, &groups, &combine);
+  b.replaceOp(op, castToResult(b, loc, y, op.getResult()));
+  return success();
+}
+
+LogicalResult
 moe_mlir::lowering::lowerSharedExpert(SharedExpertOp op, PatternRewriter &b,
                                       const ContractionOptions &options) {
   Location loc = op.getLoc();
@@ -631,8 +721,9 @@ moe_mlir::lowering::lowerStackExperts(StackExpertsOp op, PatternRewriter &b) {
     b.eraseOp(op);
     return success();
   }
-  if (llvm::all_of(op->getUsers(),
-                   [](Operation *user) { return isa<ExpertFfnOp>(user); }))
+  if (llvm::all_of(op->getUsers(), [](Operation *user) {
+        return isa<ExpertFfnOp, RoutedFfnOp>(user);
+      }))
     return b.notifyMatchFailure(op, "read in place by its grouped FFNs");
   // Any other use gets the stack as one tensor: the routed experts, then the
   // chunks of the shared matrix.

@@ -18,9 +18,33 @@
 namespace moe_mlir::lowering {
 
 mlir::LogicalResult lowerRoute(moe::RouteOp op, mlir::PatternRewriter &b);
+
+/// The bookkeeping of a dropless dispatch of `indices` [T, k] to `experts`
+/// experts (integer work only; moe.dispatch's semantics): rows per expert
+/// `counts` [E], the row of every assignment `mapping` [T, k] (-1 when
+/// dropped) and the token of every row `rowToken` [T·k] (-1 past the last).
+struct DroplessPlan {
+  mlir::Value counts, mapping, rowToken;
+};
+DroplessPlan planDropless(mlir::OpBuilder &b, mlir::Location loc,
+                          mlir::Value indices, int64_t experts);
+
+/// moe.combine's sum, in f32 ([T, H]): every token's expert rows of
+/// `expertOut` ([N, H] or [E, C, H]) weighted and summed in slot order.
+mlir::Value combineRows(mlir::OpBuilder &b, mlir::Location loc,
+                        mlir::Value expertOut, mlir::Value mapping,
+                        mlir::Value weights, mlir::Value passthrough,
+                        bool expertChoice);
+
 mlir::LogicalResult lowerDispatch(moe::DispatchOp op, mlir::PatternRewriter &b);
 mlir::LogicalResult lowerCombine(moe::CombineOp op, mlir::PatternRewriter &b);
 mlir::LogicalResult lowerExpertFfn(moe::ExpertFfnOp op,
+                                   mlir::PatternRewriter &b,
+                                   const ContractionOptions &options);
+/// moe.routed_ffn: the grouped FFN reading the tokens' rows in place, with
+/// the combine fused into the down projection; elsewhere lowered as
+/// moe.dispatch, moe.expert_ffn and moe.combine.
+mlir::LogicalResult lowerRoutedFfn(moe::RoutedFfnOp op,
                                    mlir::PatternRewriter &b,
                                    const ContractionOptions &options);
 mlir::LogicalResult lowerSharedExpert(moe::SharedExpertOp op,

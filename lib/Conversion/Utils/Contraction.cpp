@@ -23,7 +23,11 @@
 // Grouped form (a grouped GEMM): groups of rows of A, each multiplying its
 // own matrix of stacked B operands (the experts of a MoE layer), share one
 // parallel loop over (group, column tile) tasks. A task runs the same
-// kernel on its group's rows as the single-matrix form would.
+// kernel on its group's rows as the single-matrix form would. The rows of a
+// group may be gathered from A through a row list (a MoE layer's tokens,
+// read where they are instead of copied into expert order). The combined
+// form gives each task one column tile of every group and hands the tile's
+// rows to a reduction into token order (the MoE combine) while in cache.
 //
 // Only upstream dialects are used (scf, vector, tensor, arith); LLVM turns
 // the vector ops into AVX2 / AVX-512 code for the target CPU.
@@ -33,6 +37,7 @@
 #include "LoweringUtils.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
@@ -103,6 +108,21 @@ Value contractTransposedBVectorized(OpBuilder &b, Location loc, Value a,
 }
 
 namespace {
+/// The rows of A a task multiplies: row r < count is row base + r of `a`,
+/// or row ids[base + r] (an i32 tensor) when gathering.
+struct RowsOfA {
+  Value a, base, count, ids;
+
+  /// Row r's index into `a`.
+  Value row(OpBuilder &b, Location l, Value r) const {
+    Value at = arith::AddIOp::create(b, l, base, r);
+    if (!ids)
+      return at;
+    return arith::IndexCastOp::create(b, l, b.getIndexType(),
+                                      tensor::ExtractOp::create(b, l, ids, at));
+  }
+};
+
 /// What every task of one contraction shares: the shape of a B matrix
 /// ([m, k]), the tiling, the vector types and the padding constants. `tiles`
 /// emits one task's kernel.
@@ -142,9 +162,9 @@ struct Kernel {
     return pairs ? convertTensor(b, loc, a, aElement) : a;
   }
 
-  /// One task: the [rows(a), wide] f32 tile of columns [j0, j0 + wide) of
-  /// a · btᵀ for every B operand (2-D [m, k] each).
-  SmallVector<Value> tiles(OpBuilder &cb, Location cl, Value a,
+  /// One task: the [count, wide] f32 tile of columns [j0, j0 + wide) of
+  /// rows · btᵀ for every B operand (2-D [m, k] each).
+  SmallVector<Value> tiles(OpBuilder &cb, Location cl, const RowsOfA &rows,
                            ArrayRef<Value> bts, Value j0) const;
 
   int64_t m, k;
@@ -156,8 +176,10 @@ struct Kernel {
 };
 } // namespace
 
-SmallVector<Value> Kernel::tiles(OpBuilder &cb, Location cl, Value a,
-                                 ArrayRef<Value> bts, Value j0) const {
+SmallVector<Value> Kernel::tiles(OpBuilder &cb, Location cl,
+                                 const RowsOfA &rowsOfA, ArrayRef<Value> bts,
+                                 Value j0) const {
+  Value a = rowsOfA.a;
   SmallVector<bool> inBounds = {true};
   auto readF32 = [&](OpBuilder &nb, Location l, Value source, Value row,
                      Value col, VectorType type, Value pad) -> Value {
@@ -168,9 +190,10 @@ SmallVector<Value> Kernel::tiles(OpBuilder &cb, Location cl, Value a,
       v = arith::ExtFOp::create(nb, l, accType, v);
     return v;
   };
-  Value rows = dimValue(cb, cl, a, 0);
-  OpFoldResult rowsOfr = tensor::getMixedSize(cb, cl, a, 0);
-  Value tileInit = emptyTensor(cb, cl, {rowsOfr, cb.getIndexAttr(wide)}, f32);
+  Value rows = rowsOfA.count;
+  // A static row count (a constant) gives static tiles.
+  Value tileInit =
+      emptyTensor(cb, cl, {getAsOpFoldResult(rows), cb.getIndexAttr(wide)}, f32);
 
   // Rows [lb, ub) in steps of `rowTile` rows (ub - lb a multiple of it) and
   // the `cols` columns from `col0` of the task's tile: rowTile x cols
@@ -185,10 +208,13 @@ SmallVector<Value> Kernel::tiles(OpBuilder &cb, Location cl, Value a,
     return scf::ForOp::create(
                ob, cl, lb, ub, indexConst(ob, cl, rowTile), ValueRange{tile},
                [&](OpBuilder &rb, Location rl, Value i0, ValueRange rowIter) {
-                 SmallVector<Value> aRows;
-                 for (int64_t i = 0; i < rowTile; ++i)
-                   aRows.push_back(arith::AddIOp::create(
+                 // Output rows, and the rows of A they read.
+                 SmallVector<Value> outRows, aRows;
+                 for (int64_t i = 0; i < rowTile; ++i) {
+                   outRows.push_back(arith::AddIOp::create(
                        rb, rl, i0, indexConst(rb, rl, i)));
+                   aRows.push_back(rowsOfA.row(rb, rl, outRows.back()));
+                 }
                  SmallVector<Value> init(rowTile * cols, zeroAcc);
                  auto kLoop = scf::ForOp::create(
                      rb, rl, indexConst(rb, rl, 0), indexConst(rb, rl, k),
@@ -228,7 +254,7 @@ SmallVector<Value> Kernel::tiles(OpBuilder &cb, Location cl, Value a,
                        ArrayRef<int64_t>{cols}, ArrayRef<int64_t>{1});
                    t = vector::TransferWriteOp::create(
                            rb, rl, part, t,
-                           ValueRange{aRows[i], indexConst(rb, rl, col0)},
+                           ValueRange{outRows[i], indexConst(rb, rl, col0)},
                            ArrayRef<bool>{true})
                            .getResult();
                  }
@@ -303,7 +329,13 @@ Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
   OpBuilder cb = OpBuilder::atBlockBegin(body);
   Value j0 = arith::MulIOp::create(cb, loc, body->getArgument(0),
                                    indexConst(cb, loc, kernel.wide));
-  SmallVector<Value> tiles = kernel.tiles(cb, loc, a, bts, j0);
+  SmallVector<Value> tiles = kernel.tiles(
+      cb, loc,
+      RowsOfA{a, indexConst(cb, loc, 0),
+              getValueOrCreateConstantIndexOp(
+                  cb, loc, tensor::getMixedSize(cb, loc, a, 0)),
+              Value()},
+      bts, j0);
   Value tile = epilogue ? epilogue(cb, loc, tiles, j0, Value()) : tiles.front();
   OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
   tensor::ParallelInsertSliceOp::create(
@@ -315,18 +347,86 @@ Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
   return forall.getResult(0);
 }
 
+namespace {
+/// The B matrices of a grouped contraction: the stacks' [m, k] type, and
+/// group g's tiles of columns [j0, j0 + wide), computed by one kernel for
+/// the stacked experts and one for the tail's.
+struct GroupedOperands {
+  GroupedOperands(const Kernel &kernel, ArrayRef<Value> stackedBts,
+                  const RowGroups &groups, Value a)
+      : kernel(kernel), stackedBts(stackedBts), groups(groups), a(a) {
+    auto stackedType = cast<RankedTensorType>(stackedBts.front().getType());
+    bType = RankedTensorType::get(stackedType.getShape().drop_front(),
+                                  stackedType.getElementType());
+  }
+
+  /// Group g's expert, first row and row count.
+  std::tuple<Value, Value, Value> group(OpBuilder &b, Location loc,
+                                        Value g) const {
+    return {tensor::ExtractOp::create(b, loc, groups.expert, g),
+            tensor::ExtractOp::create(b, loc, groups.start, g),
+            tensor::ExtractOp::create(b, loc, groups.count, g)};
+  }
+
+  SmallVector<Value> tiles(OpBuilder &cb, Location loc, Value expert,
+                           Value start, Value count, Value j0) const {
+    RowsOfA rows{a, start, count, groups.rowIds};
+    auto stackTiles = [&](OpBuilder &ob) {
+      SmallVector<Value> bts;
+      for (Value stacked : stackedBts)
+        bts.push_back(tensor::ExtractSliceOp::create(
+            ob, loc, bType, stacked,
+            ArrayRef<OpFoldResult>{expert, ob.getIndexAttr(0),
+                                   ob.getIndexAttr(0)},
+            ArrayRef<OpFoldResult>{ob.getIndexAttr(1),
+                                   ob.getIndexAttr(kernel.m),
+                                   ob.getIndexAttr(kernel.k)},
+            SmallVector<OpFoldResult>(3, ob.getIndexAttr(1))));
+      return kernel.tiles(ob, loc, rows, bts, j0);
+    };
+    if (!groups.tailFrom)
+      return stackTiles(cb);
+    Value inStack = arith::CmpIOp::create(cb, loc, arith::CmpIPredicate::ult,
+                                          expert, groups.tailFrom);
+    auto branch = scf::IfOp::create(
+        cb, loc, inStack,
+        [&](OpBuilder &tb, Location tl) {
+          scf::YieldOp::create(tb, tl, stackTiles(tb));
+        },
+        [&](OpBuilder &eb, Location el) {
+          SmallVector<Value> bts = groups.tailMatrices(eb, el, expert);
+          scf::YieldOp::create(eb, el, kernel.tiles(eb, el, rows, bts, j0));
+        });
+    return SmallVector<Value>(branch.getResults());
+  }
+
+  const Kernel &kernel;
+  ArrayRef<Value> stackedBts;
+  const RowGroups &groups;
+  Value a;
+  RankedTensorType bType;
+};
+} // namespace
+
+static Kernel groupedKernel(OpBuilder &b, Location loc, Value a,
+                            ArrayRef<Value> stackedBts,
+                            const ContractionOptions &options) {
+  auto stackedType = cast<RankedTensorType>(stackedBts.front().getType());
+  return Kernel(b, loc, cast<RankedTensorType>(a.getType()).getElementType(),
+                RankedTensorType::get(stackedType.getShape().drop_front(),
+                                      stackedType.getElementType()),
+                options);
+}
+
 Value contractGroupedTransposedB(OpBuilder &b, Location loc, Value a,
                                  ArrayRef<Value> stackedBts,
                                  const RowGroups &groups, Value init,
                                  const ContractionOptions &options,
                                  ContractionEpilogue epilogue) {
   checkOperands(stackedBts, epilogue);
-  auto stackedType = cast<RankedTensorType>(stackedBts.front().getType());
-  auto bType = RankedTensorType::get(stackedType.getShape().drop_front(),
-                                     stackedType.getElementType());
-  Kernel kernel(b, loc, cast<RankedTensorType>(a.getType()).getElementType(),
-                bType, options);
+  Kernel kernel = groupedKernel(b, loc, a, stackedBts, options);
   a = kernel.prepareA(b, loc, a);
+  GroupedOperands operands(kernel, stackedBts, groups, a);
 
   // Tasks are (block, group, tile) triples, block-major: each group's column
   // tiles are cut into `blocks` blocks, and the pool's contiguous split of
@@ -363,55 +463,72 @@ Value contractGroupedTransposedB(OpBuilder &b, Location loc, Value a,
                              indexConst(cb, loc, tilesPerBlock)));
   Value j0 = arith::MulIOp::create(cb, loc, tileIndex,
                                    indexConst(cb, loc, kernel.wide));
-  Value expert = tensor::ExtractOp::create(cb, loc, groups.expert, g);
-  Value start = tensor::ExtractOp::create(cb, loc, groups.start, g);
-  Value count = tensor::ExtractOp::create(cb, loc, groups.count, g);
-
-  int64_t kDim = kernel.k;
-  Value rowsOfGroup = tensor::ExtractSliceOp::create(
-      cb, loc,
-      RankedTensorType::get({ShapedType::kDynamic, kDim},
-                            cast<RankedTensorType>(a.getType())
-                                .getElementType()),
-      a, ArrayRef<OpFoldResult>{start, cb.getIndexAttr(0)},
-      ArrayRef<OpFoldResult>{count, cb.getIndexAttr(kDim)},
-      ArrayRef<OpFoldResult>{cb.getIndexAttr(1), cb.getIndexAttr(1)});
-  auto stackTiles = [&](OpBuilder &ob) {
-    SmallVector<Value> bts;
-    for (Value stacked : stackedBts)
-      bts.push_back(tensor::ExtractSliceOp::create(
-          ob, loc, bType, stacked,
-          ArrayRef<OpFoldResult>{expert, ob.getIndexAttr(0),
-                                 ob.getIndexAttr(0)},
-          ArrayRef<OpFoldResult>{ob.getIndexAttr(1), ob.getIndexAttr(kernel.m),
-                                 ob.getIndexAttr(kDim)},
-          SmallVector<OpFoldResult>(3, ob.getIndexAttr(1))));
-    return kernel.tiles(ob, loc, rowsOfGroup, bts, j0);
-  };
-  SmallVector<Value> tiles;
-  if (!groups.tailFrom) {
-    tiles = stackTiles(cb);
-  } else {
-    Value inStack = arith::CmpIOp::create(cb, loc, arith::CmpIPredicate::ult,
-                                          expert, groups.tailFrom);
-    auto branch = scf::IfOp::create(
-        cb, loc, inStack,
-        [&](OpBuilder &tb, Location tl) {
-          scf::YieldOp::create(tb, tl, stackTiles(tb));
-        },
-        [&](OpBuilder &eb, Location el) {
-          SmallVector<Value> bts = groups.tailMatrices(eb, el, expert);
-          scf::YieldOp::create(eb, el,
-                               kernel.tiles(eb, el, rowsOfGroup, bts, j0));
-        });
-    tiles.assign(branch.getResults().begin(), branch.getResults().end());
-  }
+  auto [expert, start, count] = operands.group(cb, loc, g);
+  SmallVector<Value> tiles = operands.tiles(cb, loc, expert, start, count, j0);
   Value tile = epilogue ? epilogue(cb, loc, tiles, j0, expert) : tiles.front();
+  // Gathered rows land in the group's rows of the result, in group order.
   OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
   tensor::ParallelInsertSliceOp::create(
       ib, loc, tile, body->getArgument(1),
       ArrayRef<OpFoldResult>{start, j0},
       ArrayRef<OpFoldResult>{count, ib.getIndexAttr(kernel.wide)},
+      ArrayRef<OpFoldResult>{ib.getIndexAttr(1), ib.getIndexAttr(1)});
+  return forall.getResult(0);
+}
+
+Value contractGroupedCombined(OpBuilder &b, Location loc, Value a,
+                              ArrayRef<Value> stackedBts,
+                              const RowGroups &groups, const RowCombine &combine,
+                              const ContractionOptions &options,
+                              ContractionEpilogue epilogue) {
+  checkOperands(stackedBts, epilogue);
+  Kernel kernel = groupedKernel(b, loc, a, stackedBts, options);
+  a = kernel.prepareA(b, loc, a);
+  GroupedOperands operands(kernel, stackedBts, groups, a);
+  Value numRows = dimValue(b, loc, a, 0);
+  OpFoldResult numTokens = tensor::getMixedSize(b, loc, combine.mapping, 0);
+  Value out = emptyTensor(b, loc, {numTokens, b.getIndexAttr(kernel.m)},
+                          combine.elementType);
+
+  // One task per column tile, over every group: the tile's rows of all
+  // groups are computed into a [rows, wide] buffer (rounded to the element
+  // type, as the unfused FFN's result is) and summed into the tokens' rows
+  // while they are in cache. No two tasks write one output element, so the
+  // sums need no atomics, and each is the combine's sum in slot order.
+  auto forall = scf::ForallOp::create(
+      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(kernel.m / kernel.wide)},
+      ValueRange{out}, std::nullopt);
+  Block *body = forall.getBody();
+  OpBuilder cb = OpBuilder::atBlockBegin(body);
+  Value j0 = arith::MulIOp::create(cb, loc, body->getArgument(0),
+                                   indexConst(cb, loc, kernel.wide));
+  Value buffer = emptyTensor(cb, loc, {numRows, cb.getIndexAttr(kernel.wide)},
+                             combine.elementType);
+  auto loop = scf::ForOp::create(
+      cb, loc, indexConst(cb, loc, 0), groups.numGroups,
+      indexConst(cb, loc, 1), ValueRange{buffer},
+      [&](OpBuilder &nb, Location l, Value g, ValueRange it) {
+        auto [expert, start, count] = operands.group(nb, l, g);
+        SmallVector<Value> tiles =
+            operands.tiles(nb, l, expert, start, count, j0);
+        Value tile =
+            epilogue ? epilogue(nb, l, tiles, j0, expert) : tiles.front();
+        tile = convertTensor(nb, l, tile, combine.elementType);
+        scf::YieldOp::create(
+            nb, l,
+            ValueRange{tensor::InsertSliceOp::create(
+                nb, l, tile, it[0], ArrayRef<OpFoldResult>{start,
+                                                           nb.getIndexAttr(0)},
+                ArrayRef<OpFoldResult>{count, nb.getIndexAttr(kernel.wide)},
+                ArrayRef<OpFoldResult>{nb.getIndexAttr(1),
+                                       nb.getIndexAttr(1)})});
+      });
+  Value tile = combine.sum(cb, loc, loop.getResult(0));
+  OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
+  tensor::ParallelInsertSliceOp::create(
+      ib, loc, tile, body->getArgument(1),
+      ArrayRef<OpFoldResult>{ib.getIndexAttr(0), j0},
+      ArrayRef<OpFoldResult>{numTokens, ib.getIndexAttr(kernel.wide)},
       ArrayRef<OpFoldResult>{ib.getIndexAttr(1), ib.getIndexAttr(1)});
   return forall.getResult(0);
 }

@@ -103,6 +103,10 @@ mlir::Value contractTransposedBFused(mlir::OpBuilder &b, mlir::Location loc,
 struct RowGroups {
   mlir::Value numGroups;
   mlir::Value expert, start, count;
+  /// When set (a 1-D i32 tensor), row r of the groups reads row rowIds[r] of
+  /// A instead of row r (a gather: A's rows are not copied into group
+  /// order); the result still has its rows in group order, one per entry.
+  mlir::Value rowIds;
   /// When set, experts from `tailFrom` on take their B matrices (one per B
   /// operand, in order, each [m, k]) from `tailMatrices`, and the stacks
   /// hold only the experts before it (a shared expert's matrices appended
@@ -117,7 +121,8 @@ struct RowGroups {
 
 /// The grouped form of contractTransposedBFused (a grouped GEMM): the B
 /// operands are stacks [E, m, k] of one static type with k a multiple of 16
-/// (the caller checks; A is [N, k]), and every group's rows
+/// (the caller checks; A is [N, k], or [rows, k] gathered through
+/// groups.rowIds of N entries), and every group's rows
 /// of the result, epilogue(A[rows] · B_o[expert]ᵀ, ...), are written into
 /// `init` ([N, m] f32), whose other rows are returned unchanged. One
 /// parallel loop covers the (group, column tile) pairs of all groups, so a
@@ -130,6 +135,32 @@ mlir::Value contractGroupedTransposedB(mlir::OpBuilder &b, mlir::Location loc,
                                        mlir::Value init,
                                        const ContractionOptions &options,
                                        ContractionEpilogue epilogue);
+
+/// How contractGroupedCombined brings the rows of a grouped contraction back
+/// into token order: `sum` turns a [N, w] tile of all rows (elementType)
+/// into the [T, w] tile of the T tokens (elementType), T the size of
+/// `mapping`'s first dimension.
+struct RowCombine {
+  mlir::Value mapping;
+  mlir::Type elementType;
+  llvm::function_ref<mlir::Value(mlir::OpBuilder &, mlir::Location,
+                                 mlir::Value rows)>
+      sum;
+};
+
+/// combine.sum(epilogue(A · B[expert]ᵀ) of every group, rounded to
+/// combine.elementType): the grouped contraction followed by a reduction of
+/// its rows into token order, fused. Tasks are column tiles, each over all
+/// groups, so the reduction needs no atomics and sums in its own order;
+/// every row has the bits contractGroupedTransposedB gives it. Result:
+/// [T, m] of combine.elementType.
+mlir::Value contractGroupedCombined(mlir::OpBuilder &b, mlir::Location loc,
+                                    mlir::Value a,
+                                    llvm::ArrayRef<mlir::Value> stackedBts,
+                                    const RowGroups &groups,
+                                    const RowCombine &combine,
+                                    const ContractionOptions &options,
+                                    ContractionEpilogue epilogue);
 
 /// C[n, m] = Σ_k f32(A[n, k]) · f32(B[m, k]) in f32 (B in nn.Linear layout).
 /// With options.bf16DotProducts and a bf16 B, A is rounded to bf16 first

@@ -21,13 +21,13 @@
 // CHECK:         tensor.extract %{{.+}}[
 // Grouped FFN: the list of experts with rows, then a grouped GEMM per
 // projection (one parallel loop over (expert, column tile) tasks, each on
-// its expert's dynamic row slice and weight matrix).
+// its expert's rows, from its first row, and weight matrix).
 // CHECK:       scf.for
 // CHECK:         scf.if
 // CHECK:           tensor.insert
 // CHECK:       scf.forall
-// CHECK:         tensor.extract_slice {{.*}} to tensor<?x16xf32>
 // CHECK:         tensor.extract_slice {{.*}} : tensor<4x32x16xf32> to tensor<32x16xf32>
+// CHECK:         vector.transfer_read {{.*}} : tensor<10x16xf32>, vector<16xf32>
 // CHECK:         tensor.parallel_insert_slice
 // Combine: a gather-based reduction over the slots.
 // CHECK:       linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]

@@ -6,8 +6,8 @@
 // Dropless rows, fused gate/up: the experts with rows become the groups
 // (expert id, first row, row count), then one parallel loop for the gate/up
 // projection of all experts (4 experts x 4 column tiles of 8) and one for
-// the down projection (4 x 2), each task on its group's rows and its
-// expert's matrices. The down projection writes into zeros (rows of no
+// the down projection (4 x 2), each task on its group's rows (read from
+// the group's first row on) and its expert's matrices. The down projection writes into zeros (rows of no
 // expert stay 0). No per-expert loop remains.
 // CHECK-LABEL: func.func @dropless(
 // CHECK-SAME:      %[[ROWS:[^:]*]]: tensor<?x16xf32>, %[[COUNTS:[^:]*]]: tensor<4xi32>, %[[W1:[^:]*]]: tensor<4x32x16xf32>, %[[W2:[^:]*]]: tensor<4x16x32xf32>, %[[W3:[^:]*]]: tensor<4x32x16xf32>
@@ -20,9 +20,10 @@
 // CHECK:           %[[EXPERT:.*]] = tensor.extract %[[G]]#0[
 // CHECK:           %[[START:.*]] = tensor.extract %[[G]]#1[
 // CHECK:           %[[COUNT:.*]] = tensor.extract %[[G]]#2[
-// CHECK:           tensor.extract_slice %[[ROWS]][%[[START]], 0] [%[[COUNT]], 16] [1, 1] : tensor<?x16xf32> to tensor<?x16xf32>
 // CHECK-DAG:       tensor.extract_slice %[[W1]][%[[EXPERT]], 0, 0] [1, 32, 16] [1, 1, 1] : tensor<4x32x16xf32> to tensor<32x16xf32>
 // CHECK-DAG:       tensor.extract_slice %[[W3]][%[[EXPERT]], 0, 0] [1, 32, 16] [1, 1, 1] : tensor<4x32x16xf32> to tensor<32x16xf32>
+// CHECK:           %[[ROW:.*]] = arith.addi %[[START]], %{{.*}} : index
+// CHECK:           vector.transfer_read %[[ROWS]][%[[ROW]], %{{.*}}]
 // CHECK:           math.exp
 // CHECK:           tensor.parallel_insert_slice %{{.*}} into %{{.*}}[%[[START]], %{{.*}}] [%[[COUNT]], 8] [1, 1] : tensor<?x8xf32> into tensor<?x32xf32>
 // CHECK:         linalg.fill

@@ -755,6 +755,50 @@ func.func @ep_slots_expert(%w: tensor<4x16x8xf32>) {
 }
 
 //===----------------------------------------------------------------------===//
+// moe.routed_ffn
+//===----------------------------------------------------------------------===//
+
+func.func @routed_weights_shape(%h: tensor<5x16xf32>, %ids: tensor<5x2xi32>, %w: tensor<5x3xf32>,
+                                %w1: tensor<4x32x16xf32>, %w2: tensor<4x16x32xf32>) {
+  // expected-error @+1 {{operand 'weights' must have shape [T=5, k=2], got 'tensor<5x3xf32>'}}
+  %y = moe.routed_ffn %h, %ids, %w fc1(%w1) fc2(%w2) act = relu
+      : (tensor<5x16xf32>, tensor<5x2xi32>, tensor<5x3xf32>, tensor<4x32x16xf32>, tensor<4x16x32xf32>) -> tensor<5x16xf32>
+  return
+}
+
+// -----
+
+func.func @routed_tokens(%h: tensor<5x16xf32>, %ids: tensor<6x2xi32>, %w: tensor<6x2xf32>,
+                         %w1: tensor<4x32x16xf32>, %w2: tensor<4x16x32xf32>) {
+  // expected-error @+1 {{operand 'indices' must have shape [T=5, k=2], got 'tensor<6x2xi32>'}}
+  %y = moe.routed_ffn %h, %ids, %w fc1(%w1) fc2(%w2) act = relu
+      : (tensor<5x16xf32>, tensor<6x2xi32>, tensor<6x2xf32>, tensor<4x32x16xf32>, tensor<4x16x32xf32>) -> tensor<5x16xf32>
+  return
+}
+
+// -----
+
+func.func @routed_fc2_experts(%h: tensor<5x16xf32>, %ids: tensor<5x2xi32>, %w: tensor<5x2xf32>,
+                              %w1: tensor<4x32x16xf32>, %w2: tensor<3x16x32xf32>) {
+  // expected-error @+1 {{operand 'fc2' must have shape [E=4, H=16, I=32], got 'tensor<3x16x32xf32>'}}
+  %y = moe.routed_ffn %h, %ids, %w fc1(%w1) fc2(%w2) act = relu
+      : (tensor<5x16xf32>, tensor<5x2xi32>, tensor<5x2xf32>, tensor<4x32x16xf32>, tensor<3x16x32xf32>) -> tensor<5x16xf32>
+  return
+}
+
+// -----
+
+func.func @routed_input_rank(%h: tensor<5x2x16xf32>, %ids: tensor<5x2xi32>, %w: tensor<5x2xf32>,
+                             %w1: tensor<4x32x16xf32>, %w2: tensor<4x16x32xf32>) {
+  // expected-error @+1 {{operand 'input' must have rank 2 [T, H]}}
+  %y = moe.routed_ffn %h, %ids, %w fc1(%w1) fc2(%w2) act = relu
+      : (tensor<5x2x16xf32>, tensor<5x2xi32>, tensor<5x2xf32>, tensor<4x32x16xf32>, tensor<4x16x32xf32>) -> tensor<5x2x16xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
 // moe.stack_experts
 //===----------------------------------------------------------------------===//
 

@@ -280,6 +280,16 @@ func.func @expert_parallel(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %t: index
   return %out : tensor<?x8xf32>
 }
 
+// The routed experts of a layer as one op (moe-fuse-dispatch-combine).
+// CHECK-LABEL: func.func @routed_ffn
+// CHECK: moe.routed_ffn %{{.*}}, %{{.*}}, %{{.*}} fc1(%{{.*}}) fc3(%{{.*}}) fc2(%{{.*}}) act = silu gating = separate {fuse_gate_up} : (tensor<?x16xbf16>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x32x16xbf16>, tensor<4x16x32xbf16>, tensor<4x32x16xbf16>) -> tensor<?x16xbf16>
+func.func @routed_ffn(%h: tensor<?x16xbf16>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>,
+                      %w1: tensor<4x32x16xbf16>, %w2: tensor<4x16x32xbf16>, %w3: tensor<4x32x16xbf16>) -> tensor<?x16xbf16> {
+  %y = moe.routed_ffn %h, %ids, %w fc1(%w1) fc3(%w3) fc2(%w2) act = silu gating = separate {fuse_gate_up}
+      : (tensor<?x16xbf16>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x32x16xbf16>, tensor<4x16x32xbf16>, tensor<4x32x16xbf16>) -> tensor<?x16xbf16>
+  return %y : tensor<?x16xbf16>
+}
+
 // A shared expert appended to the routed experts' stack: DeepSeek-V2's
 // shared FFN of twice the routed width becomes two more experts.
 // CHECK-LABEL: func.func @stack_experts

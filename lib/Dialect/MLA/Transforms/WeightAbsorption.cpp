@@ -6,6 +6,7 @@
 
 #include "moe-mlir/Dialect/MLA/IR/MLA.h"
 #include "moe-mlir/Dialect/MLA/Transforms/Passes.h"
+#include "moe-mlir/Support/PassStatistics.h"
 
 #include "mlir/IR/Remarks.h"
 
@@ -39,6 +40,9 @@ std::optional<bool> absorbedIsCheaper(AttentionOp op) {
 struct MLAWeightAbsorptionPass
     : moe_mlir::mla::impl::MLAWeightAbsorptionBase<MLAWeightAbsorptionPass> {
   using MLAWeightAbsorptionBase::MLAWeightAbsorptionBase;
+  moe_mlir::PassCounter numAbsorbed{this, "absorbed", "Ops set to the absorbed form"};
+  moe_mlir::PassCounter numCost{this, "by-cost", "Ops left to the per-call cost rule"};
+  moe_mlir::PassCounter numNaive{this, "naive", "Ops kept in the naive form"};
 
   void runOnOperation() override {
     std::optional<Absorption> wanted = symbolizeAbsorption(mode);

@@ -62,6 +62,7 @@ MOE_COMPATIBLE_RETURN_TYPES(RouteOp)
 MOE_COMPATIBLE_RETURN_TYPES(DispatchOp)
 MOE_COMPATIBLE_RETURN_TYPES(ExpertFfnOp)
 MOE_COMPATIBLE_RETURN_TYPES(CombineOp)
+MOE_COMPATIBLE_RETURN_TYPES(RoutedFfnOp)
 MOE_COMPATIBLE_RETURN_TYPES(SharedExpertOp)
 MOE_COMPATIBLE_RETURN_TYPES(StackExpertsOp)
 #undef MOE_COMPATIBLE_RETURN_TYPES
@@ -506,6 +507,43 @@ LogicalResult CombineOp::verify() {
       return failure();
   }
   return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RoutedFfnOp
+//===----------------------------------------------------------------------===//
+
+int64_t RoutedFfnOp::getNumExperts() {
+  return dimOrDynamic(getFc1().getType(), 0);
+}
+
+LogicalResult RoutedFfnOp::inferReturnTypes(MLIRContext *context,
+                                            std::optional<Location>,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &types) {
+  types.push_back(adaptor.getInput().getType());
+  return success();
+}
+
+LogicalResult RoutedFfnOp::verify() {
+  Operation *op = getOperation();
+  if (failed(checkRank(op, "input", getInput(), {"T", "H"})) ||
+      failed(checkRank(op, "indices", getIndices(), {"T", "k"})))
+    return failure();
+  int64_t tokens = dimOrDynamic(getInput().getType(), 0);
+  int64_t hidden = dimOrDynamic(getInput().getType(), 1);
+  int64_t k = dimOrDynamic(getIndices().getType(), 1);
+  if (failed(checkOperandShape(op, "indices", getIndices(),
+                               {{"T", tokens}, {"k", k}})) ||
+      failed(checkOperandShape(op, "weights", getWeights(),
+                               {{"T", tokens}, {"k", k}})))
+    return failure();
+  bool fused = getGating() == Gating::Concatenated ||
+               getGating() == Gating::Interleaved;
+  if (failed(checkRank(op, "fc1", getFc1(), {"E", fused ? "2I" : "I", "H"})))
+    return failure();
+  return verifyFfn(op, ffnOperandsOf(*this), {{"E", getNumExperts()}},
+                   hidden);
 }
 
 //===----------------------------------------------------------------------===//

@@ -12,6 +12,7 @@
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
 #include "moe-mlir/Runtime/Placement.h"
+#include "moe-mlir/Support/PassStatistics.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -94,6 +95,7 @@ RankedTensorType withLeading(Type type, int64_t size) {
 struct MoEExpertParallelPass
     : moe_mlir::moe::impl::MoEExpertParallelBase<MoEExpertParallelPass> {
   using MoEExpertParallelBase::MoEExpertParallelBase;
+  moe_mlir::PassCounter numLayers{this, "layers-sharded", "Number of MoE layers sharded over the ranks"};
 
   void runOnOperation() override;
 

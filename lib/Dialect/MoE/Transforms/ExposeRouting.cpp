@@ -6,6 +6,7 @@
 
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+#include "moe-mlir/Support/PassStatistics.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -21,6 +22,7 @@ using namespace moe_mlir::moe;
 namespace {
 struct MoEExposeRoutingPass
     : moe_mlir::moe::impl::MoEExposeRoutingBase<MoEExposeRoutingPass> {
+  moe_mlir::PassCounter numExposed{this, "routers-exposed", "Number of moe.route results returned"};
   void runOnOperation() override {
     if (failed(inlineMoELayerCalls(getOperation())))
       return signalPassFailure();

@@ -6,6 +6,7 @@
 
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+#include "moe-mlir/Support/PassStatistics.h"
 
 #include "mlir/IR/Remarks.h"
 
@@ -38,6 +39,8 @@ bool kernelApplies(Value fc1) {
 struct MoEFuseGateUpPass
     : moe_mlir::moe::impl::MoEFuseGateUpBase<MoEFuseGateUpPass> {
   using MoEFuseGateUpBase::MoEFuseGateUpBase;
+  moe_mlir::PassCounter numFused{this, "fused", "FFN ops whose gate and up projections were fused"};
+  moe_mlir::PassCounter numUnfusable{this, "not-fusable", "FFN ops left alone (dynamic I, or H not a multiple of 16)"};
 
   template <typename OpTy>
   void fuse(OpTy op) {

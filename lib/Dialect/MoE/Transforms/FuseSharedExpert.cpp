@@ -21,6 +21,7 @@
 
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+#include "moe-mlir/Support/PassStatistics.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -121,6 +122,8 @@ FailureOr<int64_t> sharedSlots(SharedExpertOp shared, ExpertFfnOp ffn,
 struct MoEFuseSharedExpertPass
     : moe_mlir::moe::impl::MoEFuseSharedExpertBase<MoEFuseSharedExpertPass> {
   using MoEFuseSharedExpertBase::MoEFuseSharedExpertBase;
+  moe_mlir::PassCounter numFused{this, "fused", "Shared experts fused into their routed layer"};
+  moe_mlir::PassCounter numNotFused{this, "not-fused", "Shared experts left alone"};
 
   void fuse(SharedExpertOp shared) {
     auto opts = remark::RemarkOpts::name("SharedExpertFusion")

@@ -6,6 +6,7 @@
 
 #include "moe-mlir/Dialect/MoE/IR/MoE.h"
 #include "moe-mlir/Dialect/MoE/Transforms/Passes.h"
+#include "moe-mlir/Support/PassStatistics.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -101,6 +102,7 @@ struct MaterializeRouterLogits : OpRewritePattern<RouteOp> {
 
 struct MoEMaterializeRouterLogitsPass
     : moe_mlir::moe::impl::MoEMaterializeRouterLogitsBase<MoEMaterializeRouterLogitsPass> {
+  moe_mlir::PassCounter numMaterialized{this, "routers-materialized", "Number of moe.route ops whose logits were materialized"};
   void runOnOperation() override {
     SmallVector<RouteOp> routes;
     getOperation()->walk([&](RouteOp op) {

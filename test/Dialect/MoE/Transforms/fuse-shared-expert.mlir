@@ -1,5 +1,5 @@
 // RUN: moe-opt %s --split-input-file --moe-fuse-shared-expert | FileCheck %s
-// RUN: moe-opt %s --split-input-file --moe-optimize | FileCheck %s --check-prefix=PIPELINE
+// RUN: moe-opt %s --split-input-file --moe-optimize=fuse-dispatch-combine=false | FileCheck %s --check-prefix=PIPELINE
 // RUN: moe-opt %s --split-input-file --moe-optimize=fuse-shared-expert=false | FileCheck %s --check-prefix=OFF
 // RUN: moe-opt %s --split-input-file --moe-fuse-shared-expert --remarks-filter=moe-fuse-shared-expert -o /dev/null 2>&1 | FileCheck %s --check-prefix=REMARK
 // The numbers of fused layers are checked against the PyTorch reference and
@@ -30,6 +30,8 @@
 // CHECK-NOT:     moe.shared_expert
 // CHECK-NOT:     arith.addf
 // CHECK:         return %[[OUT]]
+// In the pipeline (dispatch/combine fusion off here; with it, the chain
+// becomes moe.routed_ffn: fuse-dispatch-combine.mlir) gate/up fusion follows.
 // PIPELINE-LABEL: func.func @deepseek_v3(
 // PIPELINE:         moe.expert_ffn {{.*}} fc1(%{{.*}}) fc3(%{{.*}}) fc2(%{{.*}}) act = silu gating = separate {fuse_gate_up} : (tensor<?x32xf32>, tensor<9xi32>, tensor<9x16x32xf32>, tensor<9x32x16xf32>, tensor<9x16x32xf32>)
 // PIPELINE-NOT:     moe.shared_expert

@@ -29,11 +29,6 @@ def MLAWeightAbsorption : Pass<"mla-weight-absorption"> {
     Option<"mode", "mode", "std::string", /*default=*/"\"cost\"",
            "cost, absorbed or naive">,
   ];
-  let statistics = [
-    Statistic<"numAbsorbed", "absorbed", "Ops set to the absorbed form">,
-    Statistic<"numCost", "by-cost", "Ops left to the per-call cost rule">,
-    Statistic<"numNaive", "naive", "Ops kept in the naive form">,
-  ];
 }
 
 #endif // MOE_MLIR_DIALECT_MLA_TRANSFORMS_PASSES_TD

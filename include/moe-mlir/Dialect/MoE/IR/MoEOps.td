@@ -379,6 +379,76 @@ def MoE_CombineOp : MoE_Op<"combine"> {
 }
 
 //===----------------------------------------------------------------------===//
+// moe.routed_ffn
+//===----------------------------------------------------------------------===//
+
+def MoE_RoutedFfnOp : MoE_Op<"routed_ffn", [AttrSizedOperandSegments]> {
+  let summary = "dispatch, expert FFNs and combine of a dropless layer in one";
+  let description = [{
+    The routed experts of a dropless MoE layer as one op: with
+    `E = fc1.dim(0)`,
+
+    ```
+    rows, counts, map = moe.dispatch dropless input, indices experts = E
+    y = moe.expert_ffn rows, counts <the FFN of this op>
+    result = moe.combine dropless y, map, weights
+    ```
+
+    that is, `result[t] = Σ_j weights[t, j] · FFN_{indices[t, j]}(input[t])`
+    with exactly the bits of those three ops: each expert's FFN output is
+    rounded to the element type of `input`, then summed in f32 in increasing
+    j from 0.0 and rounded once; an index outside [0, E) contributes 0.
+
+    `moe-fuse-dispatch-combine` writes it. Its lowering reads each expert's
+    rows from `input` where they are (no permuted copy of the hidden states)
+    and sums each down-projection tile into the tokens' rows while it is in
+    cache (no [T·k, H] expert output in memory), where the grouped vector
+    kernel applies (static weights, I and H multiples of 16); elsewhere it
+    lowers as the three ops.
+
+    Operands: `input` [T, H], `indices` [T, k] i32 expert ids, `weights`
+    [T, k] f32 (from `moe.route`), and the stacked weights of
+    `moe.expert_ffn` ([E, ...]).
+  }] # MoE_FfnDescription # [{
+
+    Example (Mixtral experts):
+    ```mlir
+    %y = moe.routed_ffn %x, %ids, %w fc1(%w1) fc3(%w3) fc2(%w2)
+        act = silu gating = separate
+        : (tensor<?x4096xbf16>, tensor<?x2xi32>, tensor<?x2xf32>,
+           tensor<8x14336x4096xbf16>, tensor<8x4096x14336xbf16>,
+           tensor<8x14336x4096xbf16>) -> tensor<?x4096xbf16>
+    ```
+  }];
+
+  let arguments = !con((ins
+    MoE_FloatTensor:$input,
+    MoE_I32Tensor:$indices,
+    MoE_F32Tensor:$weights,
+    MoE_FloatTensor:$fc1,
+    MoE_FloatTensor:$fc2,
+    Optional<MoE_FloatTensor>:$fc3,
+    Optional<MoE_FloatTensor>:$fc1_bias,
+    Optional<MoE_FloatTensor>:$fc2_bias,
+    Optional<MoE_FloatTensor>:$fc3_bias), MoE_FfnAttrs);
+  let results = (outs MoE_FloatTensor:$result);
+
+  let assemblyFormat = [{
+    $input `,` $indices `,` $weights
+    `fc1` `(` $fc1 `)` (`fc3` `(` $fc3^ `)`)? `fc2` `(` $fc2 `)`
+    (`fc1_bias` `(` $fc1_bias^ `)`)? (`fc3_bias` `(` $fc3_bias^ `)`)?
+    (`fc2_bias` `(` $fc2_bias^ `)`)?
+    `act` `=` `` $activation (`gating` `=` `` $gating^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+
+  let extraClassDeclaration = [{
+    /// Number of experts E (the leading size of the stacked weights).
+    int64_t getNumExperts();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
 // moe.shared_expert
 //===----------------------------------------------------------------------===//
 

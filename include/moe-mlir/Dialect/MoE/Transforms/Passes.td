@@ -35,10 +35,6 @@ def MoEMaterializeRouterLogits : Pass<"moe-materialize-router-logits"> {
     "::mlir::linalg::LinalgDialect",
     "::mlir::tensor::TensorDialect",
   ];
-  let statistics = [
-    Statistic<"numMaterialized", "routers-materialized",
-              "Number of moe.route ops whose logits were materialized">,
-  ];
 }
 
 def MoEFuseGateUp : Pass<"moe-fuse-gate-up"> {
@@ -57,11 +53,6 @@ def MoEFuseGateUp : Pass<"moe-fuse-gate-up"> {
     shapes the kernel does not handle, and ops that already carry the
     attribute, are left alone.
   }];
-  let statistics = [
-    Statistic<"numFused", "fused", "FFN ops whose gate and up projections were fused">,
-    Statistic<"numUnfusable", "not-fusable",
-              "FFN ops left alone (dynamic I, or H not a multiple of 16)">,
-  ];
 }
 
 def MoEFuseSharedExpert : Pass<"moe-fuse-shared-expert"> {
@@ -101,10 +92,32 @@ def MoEFuseSharedExpert : Pass<"moe-fuse-shared-expert"> {
     "::mlir::math::MathDialect",
     "::mlir::tensor::TensorDialect",
   ];
-  let statistics = [
-    Statistic<"numFused", "fused", "Shared experts fused into their routed layer">,
-    Statistic<"numNotFused", "not-fused", "Shared experts left alone">,
-  ];
+}
+
+def MoEFuseDispatchCombine : Pass<"moe-fuse-dispatch-combine"> {
+  let summary = "Fuse each dropless dispatch -> expert_ffn -> combine chain into one moe.routed_ffn";
+  let description = [{
+    Rewrites `moe.combine(moe.expert_ffn(moe.dispatch(h, ids)), map, w)`,
+    all three dropless, into `moe.routed_ffn h, ids, w` with the FFN's
+    weights and attributes. Its lowering computes only the dispatch's
+    bookkeeping (which rows each expert has), lets the first projection read
+    the tokens' rows of `h` where they are instead of from a permuted
+    [T·k, H] copy, and sums each tile of the down projection into the
+    tokens' rows while it is in cache (the combine fused into the grouped
+    GEMM's epilogue), so neither the copy of the hidden states nor the
+    [T·k, H] expert output goes through memory. The result has exactly the
+    bits of the unfused ops: every row is the same kernel's, and the
+    combine's sum keeps its slot order.
+
+    Fires only where that lowering applies: static weights with I and H
+    multiples of 16. Left alone (with a remark saying why): capacity and
+    expert-choice layouts, a combine with a passthrough, chains whose
+    intermediate results have other uses (the dispatch's rows, counts or
+    mapping, the FFN's output), FFNs on other rows, and expert-parallel
+    layers (moe.ep_dispatch). Run it after moe-fuse-shared-expert and
+    moe-fuse-gate-up, which rewrite the unfused chain.
+  }];
+  let dependentDialects = ["::mlir::tensor::TensorDialect"];
 }
 
 def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
@@ -169,10 +182,6 @@ def MoEExpertParallel : Pass<"moe-expert-parallel", "::mlir::ModuleOp"> {
     "::mlir::linalg::LinalgDialect",
     "::mlir::tensor::TensorDialect",
   ];
-  let statistics = [
-    Statistic<"numLayers", "layers-sharded",
-              "Number of MoE layers sharded over the ranks">,
-  ];
 }
 
 def MoEExposeRouting : Pass<"moe-expose-routing", "::mlir::ModuleOp"> {
@@ -188,10 +197,6 @@ def MoEExposeRouting : Pass<"moe-expose-routing", "::mlir::ModuleOp"> {
     hold routers (an importer's per-layer function) are inlined first;
     nothing else changes.
   }];
-  let statistics = [
-    Statistic<"numExposed", "routers-exposed",
-              "Number of moe.route results returned">,
-  ];
 }
 
 #endif // MOE_MLIR_DIALECT_MOE_TRANSFORMS_PASSES_TD
