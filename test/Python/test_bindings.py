@@ -608,7 +608,7 @@ def test_compile_optimize_options():
     module = moe_mlir.Module.from_file(ADD_MLIR)
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     for optimize in ("", "off", "fuse-shared-expert=false, fuse-gate-up=0",
-                     "weight-absorption=naive"):
+                     "weight-absorption=naive", "fuse-dispatch-combine=false"):
         out = module.compile(optimize=optimize)(a, a)["sum"]
         assert np.array_equal(out, a + a), optimize
     with pytest.raises(moe_mlir.InvalidArgumentError) as info:
