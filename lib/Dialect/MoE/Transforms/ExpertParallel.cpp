@@ -326,6 +326,12 @@ void MoEExpertParallelPass::runOnOperation() {
       continue;
     SmallVector<Layer> layers;
     WalkResult walked = fn.walk([&](Operation *op) {
+      if (isa<RoutedFfnOp>(op)) {
+        op->emitOpError("moe-expert-parallel: a layer already fused by "
+                        "moe-fuse-dispatch-combine cannot be sharded; run "
+                        "moe-expert-parallel before moe-optimize");
+        return WalkResult::interrupt();
+      }
       if (auto combine = dyn_cast<CombineOp>(op)) {
         std::optional<Layer> layer = matchLayer(combine);
         if (!layer) {

@@ -76,3 +76,14 @@ func.func @indivisible(%x: tensor<?x8xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x
       : (tensor<?x8xf32>, tensor<?x2xi32>, tensor<?x2xf32>) -> tensor<?x8xf32>
   return %out : tensor<?x8xf32>
 }
+
+// -----
+
+// A layer fused by moe-fuse-dispatch-combine: EP must run first.
+func.func @fused_layer(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>,
+                       %w1: tensor<4x16x16xf32>, %w2: tensor<4x16x16xf32>) -> tensor<?x16xf32> {
+  // expected-error @+1 {{moe-expert-parallel: a layer already fused by moe-fuse-dispatch-combine cannot be sharded; run moe-expert-parallel before moe-optimize}}
+  %y = moe.routed_ffn %x, %ids, %w fc1(%w1) fc2(%w2) act = relu
+      : (tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>, tensor<4x16x16xf32>, tensor<4x16x16xf32>) -> tensor<?x16xf32>
+  return %y : tensor<?x16xf32>
+}

@@ -115,7 +115,8 @@ def MoEFuseDispatchCombine : Pass<"moe-fuse-dispatch-combine"> {
     intermediate results have other uses (the dispatch's rows, counts or
     mapping, the FFN's output), FFNs on other rows, and expert-parallel
     layers (moe.ep_dispatch). Run it after moe-fuse-shared-expert and
-    moe-fuse-gate-up, which rewrite the unfused chain.
+    moe-fuse-gate-up, which rewrite the unfused chain, and after
+    moe-expert-parallel, which refuses fused layers.
   }];
   let dependentDialects = ["::mlir::tensor::TensorDialect"];
 }
