@@ -424,6 +424,31 @@ def test_routed_ffn(name, kernel):
     assert_close(got, ref, F32_RTOL, name)
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_routed_ffn_long_groups(k):
+    """Experts with more rows than the kernel's L2 chunk (H = 1024 f32: 125
+    rows), so the gathered rows are walked chunk by chunk; two experts,
+    one of them holding most tokens; against the reference."""
+    g = rng(40 + k)
+    T, H, E, I = 150, 1024, 2, 32
+    x = g.standard_normal((T, H)).astype(np.float32)
+    ids = (g.random((T, k)) < 0.85).astype(np.int32)
+    w = g.random((T, k)).astype(np.float32)
+    weights = ffn_weights(g, E, H, I, "separate", False)
+    f = Function()
+    xs, xt = f.arg("x", [None, H])
+    ids_s, ids_t = f.arg("ids", [None, k], "i32")
+    ws, wt = f.arg("w", [None, k])
+    ops, wtypes = ffn_operands(f, weights, "f32")
+    f.op(f"%y = moe.routed_ffn {xs}, {ids_s}, {ws} {ops} act = silu "
+         f"gating = separate {attr_dict({'fuse_gate_up': True})} "
+         f": ({', '.join([xt, ids_t, wt] + wtypes)}) -> {xt}")
+    f.result("y", "%y", xt)
+    got = run(f, {"x": x, "ids": ids, "w": w, **weights})["y"]
+    ref = routed_ffn_reference(x, ids, w, weights, E, "silu", "separate", {})
+    assert_close(got, ref, F32_RTOL, f"k={k}")
+
+
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
 @pytest.mark.parametrize("T", [1, 37])
 def test_dispatch_combine_fusion_changes_no_bit(dtype, T):
