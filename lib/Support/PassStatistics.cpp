@@ -75,16 +75,27 @@ PassCounter::PassCounter(mlir::Pass *owner, const char *name,
 }
 
 void moe_mlir::handlePassStatisticsFlag(int &argc, char **argv) {
+  // --mlir-pass-statistics[=true|1|false|0] sets the report; the display
+  // flag goes with it (the report has one layout, the list). Arguments after
+  // "--" are positional and stay.
   bool given = false;
+  bool positional = false;
   int out = 1;
   for (int i = 1; i < argc; ++i) {
     llvm::StringRef arg(argv[i]);
     llvm::StringRef flag = arg.ltrim('-');
-    if (arg.starts_with("-") &&
-        (flag == "mlir-pass-statistics" ||
-         flag.starts_with("mlir-pass-statistics-display="))) {
-      given = true;
-      continue;
+    if (!positional && arg == "--") {
+      positional = true;
+    } else if (!positional && arg.starts_with("-")) {
+      auto [name, value] = flag.split('=');
+      if (name == "mlir-pass-statistics" &&
+          (value.empty() || value == "true" || value == "1" ||
+           value == "false" || value == "0")) {
+        given = value.empty() || value == "true" || value == "1";
+        continue;
+      }
+      if (name == "mlir-pass-statistics-display")
+        continue;
     }
     argv[out++] = argv[i];
   }

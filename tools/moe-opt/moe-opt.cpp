@@ -16,6 +16,7 @@
 #include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
 #include "mlir/Tools/mlir-opt/MlirOptMain.h"
+#include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/ToolOutputFile.h"
 
@@ -39,6 +40,10 @@ int main(int argc, char **argv) {
       argc, argv, "moe-mlir optimizer driver\n", registry);
   mlir::MlirOptMainConfig fromFlags =
       mlir::MlirOptMainConfig::createFromCLOptions();
+  if (fromFlags.shouldShowDialects() || fromFlags.shouldListPasses())
+    return mlir::asMainReturnCode(
+        mlir::MlirOptMain(argc, argv, inputFile, outputFile, registry));
+  llvm::InitLLVM init(argc, argv);
   mlir::MlirOptMainConfig config = fromFlags;
   config.setPassPipelineSetupFn([fromFlags](mlir::PassManager &pm) {
     if (mlir::failed(fromFlags.setupPassPipeline(pm)))

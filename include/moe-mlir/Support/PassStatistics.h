@@ -41,9 +41,10 @@ private:
 };
 
 /// For a tool's main, before the command line is parsed: removes
-/// --mlir-pass-statistics (and --mlir-pass-statistics-display=...) from it
-/// and, when given, prints printPassStatistics to stderr when the process
-/// exits. (MLIR's own report would be empty, see above.)
+/// --mlir-pass-statistics[=BOOL] (and --mlir-pass-statistics-display=...)
+/// from it and, when on, prints printPassStatistics to stderr when the
+/// process exits. (MLIR's own report would be empty, see above; upstream
+/// passes' statistics are therefore not reported.)
 void handlePassStatisticsFlag(int &argc, char **argv);
 
 /// Whether the tool was asked for the report (handlePassStatisticsFlag).

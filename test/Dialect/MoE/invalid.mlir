@@ -788,6 +788,16 @@ func.func @routed_fc2_experts(%h: tensor<5x16xf32>, %ids: tensor<5x2xi32>, %w: t
 
 // -----
 
+func.func @routed_dynamic_experts(%h: tensor<5x16xf32>, %ids: tensor<5x2xi32>, %w: tensor<5x2xf32>,
+                                  %w1: tensor<?x32x16xf32>, %w2: tensor<?x16x32xf32>) {
+  // expected-error @+1 {{operand 'fc1' must have a static, positive number of experts in dimension 0, got 'tensor<?x32x16xf32>'}}
+  %y = moe.routed_ffn %h, %ids, %w fc1(%w1) fc2(%w2) act = relu
+      : (tensor<5x16xf32>, tensor<5x2xi32>, tensor<5x2xf32>, tensor<?x32x16xf32>, tensor<?x16x32xf32>) -> tensor<5x16xf32>
+  return
+}
+
+// -----
+
 func.func @routed_input_rank(%h: tensor<5x2x16xf32>, %ids: tensor<5x2xi32>, %w: tensor<5x2xf32>,
                              %w1: tensor<4x32x16xf32>, %w2: tensor<4x16x32xf32>) {
   // expected-error @+1 {{operand 'input' must have rank 2 [T, H]}}

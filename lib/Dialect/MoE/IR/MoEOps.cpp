@@ -542,6 +542,11 @@ LogicalResult RoutedFfnOp::verify() {
                getGating() == Gating::Interleaved;
   if (failed(checkRank(op, "fc1", getFc1(), {"E", fused ? "2I" : "I", "H"})))
     return failure();
+  // E is what the dispatch it stands for would take as `experts`.
+  if (ShapedType::isDynamic(getNumExperts()) || getNumExperts() < 1)
+    return emitOpError() << "operand 'fc1' must have a static, positive "
+                            "number of experts in dimension 0, got "
+                         << getFc1().getType();
   return verifyFfn(op, ffnOperandsOf(*this), {{"E", getNumExperts()}},
                    hidden);
 }

@@ -29,13 +29,15 @@ using namespace moe_mlir::moe;
 
 namespace {
 
-/// Static weights with I and H multiples of 16: the shapes the fused
-/// lowering handles (elsewhere it would lower as the three ops anyway).
+/// Static weights and biases with I and H multiples of 16: the shapes the
+/// fused lowering handles (elsewhere it would lower as the three ops).
 bool kernelApplies(ExpertFfnOp ffn) {
-  auto fc1 = cast<RankedTensorType>(ffn.getFc1().getType());
+  for (Value w : {ffn.getFc1(), ffn.getFc2(), ffn.getFc3(), ffn.getFc1Bias(),
+                  ffn.getFc2Bias(), ffn.getFc3Bias()})
+    if (w && !cast<RankedTensorType>(w.getType()).hasStaticShape())
+      return false;
   auto fc2 = cast<RankedTensorType>(ffn.getFc2().getType());
-  return fc1.hasStaticShape() && fc2.hasStaticShape() &&
-         fc2.getDimSize(1) % 16 == 0 && fc2.getDimSize(2) % 16 == 0;
+  return fc2.getDimSize(1) % 16 == 0 && fc2.getDimSize(2) % 16 == 0;
 }
 
 struct MoEFuseDispatchCombinePass
@@ -64,6 +66,10 @@ struct MoEFuseDispatchCombinePass
         combine.getMapping() != dispatch.getMapping())
       return fail("the expert rows do not come from the dropless "
                   "moe.dispatch whose mapping the combine reads");
+    if (dispatch->getBlock() != combine->getBlock() ||
+        ffn->getBlock() != combine->getBlock())
+      return fail("the dispatch, FFN and combine are not in one block (fusing "
+                  "would move work into a loop or branch)");
     if (!dispatch.getRows().hasOneUse() ||
         !dispatch.getCounts().hasOneUse() ||
         !dispatch.getMapping().hasOneUse())

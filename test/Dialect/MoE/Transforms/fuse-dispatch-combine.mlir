@@ -195,3 +195,28 @@ func.func @dynamic_weights(%h: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tens
   %out = moe.combine dropless %y, %map, %w : (tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>) -> tensor<?x16xf32>
   return %out : tensor<?x16xf32>
 }
+
+// -----
+
+// Must not fire: only the combine is inside the branch (fusing would move
+// the dispatch and both GEMMs into it).
+// CHECK-LABEL: func.func @combine_in_branch(
+// CHECK:         moe.expert_ffn
+// CHECK:         scf.if
+// CHECK:           moe.combine dropless
+// CHECK-NOT:     moe.routed_ffn
+// REMARK: Remark="not fused: ", Remark="the dispatch, FFN and combine are not in one block (fusing would move work into a loop or branch)"
+func.func @combine_in_branch(%c: i1, %h: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>,
+                             %w1: tensor<4x16x16xf32>, %w2: tensor<4x16x16xf32>) -> tensor<?x16xf32> {
+  %rows, %counts, %map = moe.dispatch dropless %h, %ids experts = 4
+      : (tensor<?x16xf32>, tensor<?x2xi32>) -> (tensor<?x16xf32>, tensor<4xi32>, tensor<?x2xi32>)
+  %y = moe.expert_ffn %rows, %counts fc1(%w1) fc2(%w2) act = relu
+      : (tensor<?x16xf32>, tensor<4xi32>, tensor<4x16x16xf32>, tensor<4x16x16xf32>) -> tensor<?x16xf32>
+  %r = scf.if %c -> tensor<?x16xf32> {
+    %out = moe.combine dropless %y, %map, %w : (tensor<?x16xf32>, tensor<?x2xi32>, tensor<?x2xf32>) -> tensor<?x16xf32>
+    scf.yield %out : tensor<?x16xf32>
+  } else {
+    scf.yield %h : tensor<?x16xf32>
+  }
+  return %r : tensor<?x16xf32>
+}
