@@ -398,6 +398,21 @@ def routed_ffn_reference(x, ids, w, weights, E, activation, gating, extra):
     return R.combine(y, mapping, w, mode="dropless")
 
 
+def run_routed_ffn(x, ids, w, weights, attrs):
+    """moe.routed_ffn (dynamic T) on the inputs, FFN attributes `attrs`
+    (ffn_attrs' text); returns its result."""
+    H, k = x.shape[1], ids.shape[1]
+    f = Function()
+    xs, xt = f.arg("x", [None, H])
+    ids_s, ids_t = f.arg("ids", [None, k], "i32")
+    ws, wt = f.arg("w", [None, k])
+    ops, wtypes = ffn_operands(f, weights, "f32")
+    f.op(f"%y = moe.routed_ffn {xs}, {ids_s}, {ws} {ops} {attrs} "
+         f": ({', '.join([xt, ids_t, wt] + wtypes)}) -> {xt}")
+    f.result("y", "%y", xt)
+    return run(f, {"x": x, "ids": ids, "w": w, **weights})["y"]
+
+
 @pytest.mark.parametrize("name", sorted(FFNS))
 @pytest.mark.parametrize("kernel", sorted(KERNELS))
 def test_routed_ffn(name, kernel):
@@ -410,16 +425,8 @@ def test_routed_ffn(name, kernel):
     T, H, E, k = 13, 16, 4, 3
     I, fuse = KERNELS[kernel]
     x, ids, w, weights = routed_ffn_case(g, T, H, E, k, I, gating, biases)
-    f = Function()
-    xs, xt = f.arg("x", [None, H])
-    ids_s, ids_t = f.arg("ids", [None, k], "i32")
-    ws, wt = f.arg("w", [None, k])
-    ops, wtypes = ffn_operands(f, weights, "f32")
-    f.op(f"%y = moe.routed_ffn {xs}, {ids_s}, {ws} {ops} "
-         f"{ffn_attrs(activation, gating, extra, fuse)} "
-         f": ({', '.join([xt, ids_t, wt] + wtypes)}) -> {xt}")
-    f.result("y", "%y", xt)
-    got = run(f, {"x": x, "ids": ids, "w": w, **weights})["y"]
+    got = run_routed_ffn(x, ids, w, weights,
+                         ffn_attrs(activation, gating, extra, fuse))
     ref = routed_ffn_reference(x, ids, w, weights, E, activation, gating, extra)
     assert_close(got, ref, F32_RTOL, name)
 
@@ -435,16 +442,8 @@ def test_routed_ffn_long_groups(k):
     ids = (g.random((T, k)) < 0.85).astype(np.int32)
     w = g.random((T, k)).astype(np.float32)
     weights = ffn_weights(g, E, H, I, "separate", False)
-    f = Function()
-    xs, xt = f.arg("x", [None, H])
-    ids_s, ids_t = f.arg("ids", [None, k], "i32")
-    ws, wt = f.arg("w", [None, k])
-    ops, wtypes = ffn_operands(f, weights, "f32")
-    f.op(f"%y = moe.routed_ffn {xs}, {ids_s}, {ws} {ops} act = silu "
-         f"gating = separate {attr_dict({'fuse_gate_up': True})} "
-         f": ({', '.join([xt, ids_t, wt] + wtypes)}) -> {xt}")
-    f.result("y", "%y", xt)
-    got = run(f, {"x": x, "ids": ids, "w": w, **weights})["y"]
+    got = run_routed_ffn(x, ids, w, weights,
+                         ffn_attrs("silu", "separate", {}, fuse_gate_up=True))
     ref = routed_ffn_reference(x, ids, w, weights, E, "silu", "separate", {})
     assert_close(got, ref, F32_RTOL, f"k={k}")
 

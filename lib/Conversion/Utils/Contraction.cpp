@@ -307,6 +307,30 @@ static void checkOperands(ArrayRef<Value> bts, ContractionEpilogue epilogue) {
          "B operands of one fused contraction share their type");
 }
 
+/// An scf.forall over the column tiles of `out` ([rows, kernel.m]), which
+/// the pipeline runs on the model's thread pool: `tile(cb, j0)` builds the
+/// [rows, wide] block of columns [j0, j0 + wide), stored at (0, j0). No two
+/// tasks write one element.
+static Value forEachColumnTile(
+    OpBuilder &b, Location loc, const Kernel &kernel, Value out,
+    OpFoldResult rows, function_ref<Value(OpBuilder &, Value j0)> tile) {
+  auto forall = scf::ForallOp::create(
+      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(kernel.m / kernel.wide)},
+      ValueRange{out}, std::nullopt);
+  Block *body = forall.getBody();
+  OpBuilder cb = OpBuilder::atBlockBegin(body);
+  Value j0 = arith::MulIOp::create(cb, loc, body->getArgument(0),
+                                   indexConst(cb, loc, kernel.wide));
+  Value block = tile(cb, j0);
+  OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
+  tensor::ParallelInsertSliceOp::create(
+      ib, loc, block, body->getArgument(1),
+      ArrayRef<OpFoldResult>{ib.getIndexAttr(0), j0},
+      ArrayRef<OpFoldResult>{rows, ib.getIndexAttr(kernel.wide)},
+      ArrayRef<OpFoldResult>{ib.getIndexAttr(1), ib.getIndexAttr(1)});
+  return forall.getResult(0);
+}
+
 Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
                                ArrayRef<Value> bts,
                                const ContractionOptions &options,
@@ -320,31 +344,17 @@ Value contractTransposedBFused(OpBuilder &b, Location loc, Value a,
       b, loc, {tensor::getMixedSize(b, loc, a, 0), b.getIndexAttr(kernel.m)},
       kernel.f32);
 
-  // Column tiles are independent: an scf.forall, which the pipeline runs on
-  // the model's thread pool. Each tile computes its [rows, wide] block of C.
-  auto forall = scf::ForallOp::create(
-      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(kernel.m / kernel.wide)},
-      ValueRange{out}, std::nullopt);
-  Block *body = forall.getBody();
-  OpBuilder cb = OpBuilder::atBlockBegin(body);
-  Value j0 = arith::MulIOp::create(cb, loc, body->getArgument(0),
-                                   indexConst(cb, loc, kernel.wide));
-  SmallVector<Value> tiles = kernel.tiles(
-      cb, loc,
-      RowsOfA{a, indexConst(cb, loc, 0),
-              getValueOrCreateConstantIndexOp(
-                  cb, loc, tensor::getMixedSize(cb, loc, a, 0)),
-              Value()},
-      bts, j0);
-  Value tile = epilogue ? epilogue(cb, loc, tiles, j0, Value()) : tiles.front();
-  OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
-  tensor::ParallelInsertSliceOp::create(
-      ib, loc, tile, body->getArgument(1),
-      ArrayRef<OpFoldResult>{ib.getIndexAttr(0), j0},
-      ArrayRef<OpFoldResult>{tensor::getMixedSize(cb, loc, a, 0),
-                             ib.getIndexAttr(kernel.wide)},
-      ArrayRef<OpFoldResult>{ib.getIndexAttr(1), ib.getIndexAttr(1)});
-  return forall.getResult(0);
+  // Column tiles are independent; each computes its [rows, wide] block of C.
+  OpFoldResult rows = tensor::getMixedSize(b, loc, a, 0);
+  return forEachColumnTile(b, loc, kernel, out, rows, [&](OpBuilder &cb,
+                                                          Value j0) {
+    SmallVector<Value> tiles = kernel.tiles(
+        cb, loc,
+        RowsOfA{a, indexConst(cb, loc, 0),
+                getValueOrCreateConstantIndexOp(cb, loc, rows), Value()},
+        bts, j0);
+    return epilogue ? epilogue(cb, loc, tiles, j0, Value()) : tiles.front();
+  });
 }
 
 namespace {
@@ -495,42 +505,31 @@ Value contractGroupedCombined(OpBuilder &b, Location loc, Value a,
   // type, as the unfused FFN's result is) and summed into the tokens' rows
   // while they are in cache. No two tasks write one output element, so the
   // sums need no atomics, and each is the combine's sum in slot order.
-  auto forall = scf::ForallOp::create(
-      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(kernel.m / kernel.wide)},
-      ValueRange{out}, std::nullopt);
-  Block *body = forall.getBody();
-  OpBuilder cb = OpBuilder::atBlockBegin(body);
-  Value j0 = arith::MulIOp::create(cb, loc, body->getArgument(0),
-                                   indexConst(cb, loc, kernel.wide));
-  Value buffer = emptyTensor(cb, loc, {numRows, cb.getIndexAttr(kernel.wide)},
-                             combine.elementType);
-  auto loop = scf::ForOp::create(
-      cb, loc, indexConst(cb, loc, 0), groups.numGroups,
-      indexConst(cb, loc, 1), ValueRange{buffer},
-      [&](OpBuilder &nb, Location l, Value g, ValueRange it) {
-        auto [expert, start, count] = operands.group(nb, l, g);
-        SmallVector<Value> tiles =
-            operands.tiles(nb, l, expert, start, count, j0);
-        Value tile =
-            epilogue ? epilogue(nb, l, tiles, j0, expert) : tiles.front();
-        tile = convertTensor(nb, l, tile, combine.elementType);
-        scf::YieldOp::create(
-            nb, l,
-            ValueRange{tensor::InsertSliceOp::create(
-                nb, l, tile, it[0], ArrayRef<OpFoldResult>{start,
-                                                           nb.getIndexAttr(0)},
-                ArrayRef<OpFoldResult>{count, nb.getIndexAttr(kernel.wide)},
-                ArrayRef<OpFoldResult>{nb.getIndexAttr(1),
-                                       nb.getIndexAttr(1)})});
-      });
-  Value tile = combine.sum(cb, loc, loop.getResult(0));
-  OpBuilder ib = OpBuilder::atBlockBegin(forall.getTerminator().getBody());
-  tensor::ParallelInsertSliceOp::create(
-      ib, loc, tile, body->getArgument(1),
-      ArrayRef<OpFoldResult>{ib.getIndexAttr(0), j0},
-      ArrayRef<OpFoldResult>{numTokens, ib.getIndexAttr(kernel.wide)},
-      ArrayRef<OpFoldResult>{ib.getIndexAttr(1), ib.getIndexAttr(1)});
-  return forall.getResult(0);
+  return forEachColumnTile(b, loc, kernel, out, numTokens, [&](OpBuilder &cb,
+                                                               Value j0) {
+    Value buffer = emptyTensor(
+        cb, loc, {numRows, cb.getIndexAttr(kernel.wide)}, combine.elementType);
+    auto loop = scf::ForOp::create(
+        cb, loc, indexConst(cb, loc, 0), groups.numGroups,
+        indexConst(cb, loc, 1), ValueRange{buffer},
+        [&](OpBuilder &nb, Location l, Value g, ValueRange it) {
+          auto [expert, start, count] = operands.group(nb, l, g);
+          SmallVector<Value> tiles =
+              operands.tiles(nb, l, expert, start, count, j0);
+          Value tile =
+              epilogue ? epilogue(nb, l, tiles, j0, expert) : tiles.front();
+          tile = convertTensor(nb, l, tile, combine.elementType);
+          scf::YieldOp::create(
+              nb, l,
+              ValueRange{tensor::InsertSliceOp::create(
+                  nb, l, tile, it[0],
+                  ArrayRef<OpFoldResult>{start, nb.getIndexAttr(0)},
+                  ArrayRef<OpFoldResult>{count, nb.getIndexAttr(kernel.wide)},
+                  ArrayRef<OpFoldResult>{nb.getIndexAttr(1),
+                                         nb.getIndexAttr(1)})});
+        });
+    return combine.sum(cb, loc, loop.getResult(0));
+  });
 }
 
 } // namespace moe_mlir::lowering
